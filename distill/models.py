@@ -1,0 +1,187 @@
+"""ORM models: questions, runs, jobs, generations (SQLAlchemy 2 typed style).
+
+Alembic (migrations/) is the only source of the schema; these models and the migrations must
+agree (`alembic check` runs in the tests)."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in Python on every backend (SQLite stores no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime; use distill.models.utcnow()")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: UTCDateTime}
+
+
+class JobStatus(enum.StrEnum):
+    queued = "queued"
+    running = "running"
+    done = "done"
+    failed = "failed"
+
+
+class Outcome(enum.StrEnum):
+    correct = "correct"
+    incorrect = "incorrect"
+    truncated = "truncated"
+    unparseable = "unparseable"
+    empty = "empty"
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    # Stored by value as plain strings: readable in SQL and no native PG enum to migrate.
+    return Enum(
+        cls,
+        values_callable=lambda e: [m.value for m in e],
+        native_enum=False,
+        create_constraint=False,
+        length=16,
+    )
+
+
+class Question(Base):
+    __tablename__ = "questions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str] = mapped_column(String(64), unique=True)
+    source: Mapped[str] = mapped_column(String(512))
+    subject: Mapped[str] = mapped_column(String(128), index=True)
+    question: Mapped[str] = mapped_column(Text)
+    choices: Mapped[list[Any]]
+    answer_index: Mapped[int]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), default="enqueue")
+    teacher_model: Mapped[str] = mapped_column(String(256))
+    prompt_version: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]]
+    samples_per_question: Mapped[int]
+    requested_n: Mapped[int]
+    seed: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        # Enqueue is idempotent: one job per question, teacher, prompt, sample and token budget.
+        UniqueConstraint(
+            "question_id",
+            "teacher_model",
+            "prompt_version",
+            "sample_index",
+            "max_tokens",
+            name="uq_jobs_question_sample_budget",
+        ),
+        Index("ix_jobs_run_id_status", "run_id", "status"),
+        Index("ix_jobs_status_lease_expires_at", "status", "lease_expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    question_id: Mapped[int] = mapped_column(ForeignKey("questions.id"))
+    teacher_model: Mapped[str] = mapped_column(String(256))
+    prompt_version: Mapped[str] = mapped_column(String(64))
+    sample_index: Mapped[int]
+    max_tokens: Mapped[int]
+    # Presented option i is the question's original choice choice_order[i]; seeded per job so
+    # gold letters come out balanced over a run.
+    choice_order: Mapped[list[Any]]
+    # A retry of a truncated generation with a bigger budget points at the job it replaces.
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+    status: Mapped[JobStatus] = mapped_column(_enum(JobStatus), default=JobStatus.queued)
+    attempts: Mapped[int] = mapped_column(default=0)
+    lease_token: Mapped[str | None] = mapped_column(String(36))
+    lease_expires_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None] = mapped_column(index=True)
+
+    question: Mapped[Question] = relationship()
+    generation: Mapped[Generation | None] = relationship(back_populates="job")
+
+
+class Generation(Base):
+    __tablename__ = "generations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), unique=True)
+    teacher_model: Mapped[str] = mapped_column(String(256))
+    # The whole exchange: messages and sampling params as sent, the raw response text and the
+    # server's separate reasoning field (if it used one), so nothing export or debugging needs is lost.
+    request: Mapped[dict[str, Any]]
+    raw_text: Mapped[str] = mapped_column(Text)
+    raw_reasoning: Mapped[str | None] = mapped_column(Text)
+    response_shape: Mapped[str] = mapped_column(String(32))
+    reasoning: Mapped[str | None] = mapped_column(Text)
+    answer_text: Mapped[str | None] = mapped_column(Text)
+    predicted_letter: Mapped[str | None] = mapped_column(String(1))
+    # The predicted option in the question's original order (None if no letter or out of range).
+    predicted_index: Mapped[int | None]
+    finish_reason: Mapped[str | None] = mapped_column(String(32))
+    outcome: Mapped[Outcome] = mapped_column(_enum(Outcome), index=True)
+    prompt_tokens: Mapped[int | None]
+    completion_tokens: Mapped[int | None]
+    latency_s: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    job: Mapped[Job] = relationship(back_populates="generation")
+
+
+__all__ = ["Base", "Generation", "Job", "JobStatus", "Outcome", "Question", "Run", "utcnow"]

@@ -1,0 +1,33 @@
+"""The prompt the teacher sees. Versioned: a change here is a new PROMPT_VERSION, so enqueue
+treats questions as not yet asked under the new wording."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+PROMPT_VERSION = "mcq-r1-v1"
+LETTERS = "ABCDEFGHIJ"
+
+# DeepSeek-R1 guidance: no system prompt, all instructions in the user turn, ask for \boxed{}.
+INSTRUCTION = (
+    "Please reason step by step, and put your final answer (the letter of the correct option) "
+    "within \\boxed{}."
+)
+
+
+def format_options(choices: Sequence[str]) -> str:
+    return "\n".join(f"{LETTERS[i]}. {choice}" for i, choice in enumerate(choices))
+
+
+def render_question(question: str, choices: Sequence[str]) -> str:
+    """The question and its lettered options, as a student sees them in both export formats."""
+    return f"{question.strip()}\n\n{format_options(choices)}"
+
+
+def render_user_prompt(question: str, choices: Sequence[str]) -> str:
+    """The full user turn sent to the teacher."""
+    return f"{render_question(question, choices)}\n\n{INSTRUCTION}"
+
+
+def build_messages(question: str, choices: Sequence[str]) -> list[dict[str, str]]:
+    return [{"role": "user", "content": render_user_prompt(question, choices)}]
