@@ -30,11 +30,24 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, ge=1)
     # Teacher requests one worker keeps in flight.
     concurrency: int = Field(64, ge=1)
-    # How long a claim is valid; a job whose lease expired is claimable again (worker died).
-    lease_seconds: float = Field(3600.0, gt=0)
-    # Redis visibility timeout: an unacknowledged message is redelivered after this. Must exceed
-    # the longest job (request_timeout × request_retries + backoff), or long jobs run twice.
-    visibility_timeout: int = Field(4 * 3600, ge=1)
+    # How long a claim is valid; a job whose lease expired is claimable again (its worker died).
+    # Default: the longest one claim can take (every try timing out, every backoff at its cap).
+    lease_seconds: float | None = Field(None, gt=0)
+    # Redis visibility timeout: an unacknowledged message is redelivered after this. Default: a
+    # little longer than the lease, so a redelivered message finds the dead worker's lease expired.
+    visibility_timeout: int | None = Field(None, ge=1)
+
+    @property
+    def lease(self) -> float:
+        if self.lease_seconds is not None:
+            return self.lease_seconds
+        return self.request_retries * (self.request_timeout + self.retry_backoff_max) + 60.0
+
+    @property
+    def visibility(self) -> int:
+        if self.visibility_timeout is not None:
+            return self.visibility_timeout
+        return int(self.lease) + 300
 
     seed: int = 0
 

@@ -21,8 +21,13 @@ app = typer.Typer(
 def _register() -> None:
     # Imported here so `distill --help` stays fast and each command module owns its options.
     from distill.cli import db as db_cmd
+    from distill.cli import jobs
 
     app.add_typer(db_cmd.app, name="db")
+    app.command()(jobs.enqueue)
+    app.command()(jobs.worker)
+    app.command()(jobs.status)
+    app.command()(jobs.retry)
 
 
 def main() -> None:

@@ -1,0 +1,326 @@
+"""`distill enqueue | worker | status | retry`: the job queue from the command line."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from distill import enqueue as enqueue_mod
+from distill import queue
+from distill import retry as retry_mod
+from distill import status as status_mod
+from distill.config import get_settings
+from distill.db import session_scope
+from distill.errors import UserError
+from distill.jobs import stuck_job_ids
+from schemas.status import StatusReport
+
+err = Console(stderr=True)
+
+
+def enqueue(
+    n: Annotated[
+        int,
+        typer.Option("--n", help="How many questions to ask (each --samples times)."),
+    ],
+    samples: Annotated[
+        int,
+        typer.Option(
+            "--samples",
+            "-k",
+            help="Samples per question (difficulty = 1 - pass rate over them).",
+        ),
+    ] = 1,
+    subject: Annotated[
+        list[str] | None,
+        typer.Option("--subject", help="Only these subjects (repeatable)."),
+    ] = None,
+    max_tokens: Annotated[
+        int | None,
+        typer.Option(help="Token budget per generation [default: DISTILL_MAX_TOKENS]."),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Seed for question choice and option order [default: DISTILL_SEED]."
+        ),
+    ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait", help="Show progress until every job of the run is final."
+        ),
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the run as JSON.")
+    ] = False,
+) -> None:
+    """Create jobs for N questions not yet asked of this teacher, then publish them to the workers.
+
+    Re-running never duplicates work: questions that already have jobs for the configured teacher
+    model and prompt version are skipped.
+
+    Example: distill enqueue --n 3000 --samples 4 --wait
+    """
+    settings = get_settings()
+    with session_scope() as session:
+        plan = enqueue_mod.create_run(
+            session,
+            n=n,
+            samples=samples,
+            teacher_model=settings.teacher_model,
+            params={"temperature": settings.temperature, "top_p": settings.top_p},
+            max_tokens=max_tokens or settings.max_tokens,
+            subjects=subject or [],
+            seed=settings.seed if seed is None else seed,
+        )
+    # Published only after the commit: a worker must find the job row when the message arrives.
+    try:
+        queue.publish(plan.job_ids, broker_url=settings.broker_url)
+    except Exception as exc:
+        raise UserError(
+            f"run {plan.run_id}: {len(plan.job_ids)} jobs saved but the broker at "
+            f"{settings.broker_url} is unreachable ({exc}); start Redis and run `distill retry --stuck`"
+        ) from exc
+    summary = {
+        "run_id": plan.run_id,
+        "questions": plan.questions,
+        "jobs": len(plan.job_ids),
+        "requested": plan.requested,
+        "available": plan.available,
+    }
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        short = (
+            f" (only {plan.available} unasked question(s) left; enqueued them all)"
+            if plan.questions < plan.requested
+            else ""
+        )
+        typer.echo(
+            f"run {plan.run_id}: enqueued {len(plan.job_ids)} job(s) for {plan.questions} "
+            f"question(s) × {samples} sample(s){short}"
+        )
+    if wait:
+        _wait_for(plan.run_id)
+
+
+def _wait_for(run_id: int, poll: float = 2.0) -> None:
+    columns = (
+        TextColumn("[bold]run {task.fields[run]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("done {task.fields[done]} failed {task.fields[failed]}"),
+        TextColumn("{task.fields[tps]:.0f} tok/s"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err) as progress:
+        task = progress.add_task(
+            "jobs", total=None, run=run_id, done=0, failed=0, tps=0.0
+        )
+        while True:
+            with session_scope() as session:
+                report = status_mod.collect(session, run_id=run_id)
+            final = report.jobs["done"] + report.jobs["failed"]
+            progress.update(
+                task,
+                total=report.total,
+                completed=final,
+                done=report.jobs["done"],
+                failed=report.jobs["failed"],
+                tps=report.completion_tokens_per_s,
+            )
+            if report.remaining == 0:
+                break
+            time.sleep(poll)
+    err.print(_summary_line(report))
+
+
+def worker(
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency",
+            "-c",
+            help="Teacher requests in flight [default: DISTILL_CONCURRENCY].",
+        ),
+    ] = None,
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+    hostname: Annotated[
+        str | None, typer.Option(help="Worker name (default: celery's).")
+    ] = None,
+) -> None:
+    """Start a worker that keeps CONCURRENCY teacher requests in flight from one process.
+
+    Example: DISTILL_TEACHER_URL=http://gpu-host:8000/v1 distill worker --concurrency 128
+    """
+    import os
+
+    settings = get_settings()
+    c = concurrency or settings.concurrency
+    # The runner's semaphore and Celery's pool must agree on the number of requests in flight.
+    os.environ["DISTILL_CONCURRENCY"] = str(c)
+    get_settings.cache_clear()
+    from workers.app import (
+        app,
+    )  # the worker side imports distill, not the other way round
+
+    argv = [
+        "worker",
+        "--pool",
+        "threads",
+        "--concurrency",
+        str(c),
+        "--loglevel",
+        loglevel,
+        "-Q",
+        queue.QUEUE,
+    ]
+    if hostname:
+        argv += ["--hostname", hostname]
+    app.worker_main(argv)
+
+
+def status(
+    run: Annotated[int | None, typer.Option("--run", help="Only this run.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object.")
+    ] = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Refresh every 2 seconds until Ctrl-C.")
+    ] = False,
+    window: Annotated[
+        float, typer.Option(help="Seconds of recent history the rates use.")
+    ] = 300.0,
+) -> None:
+    """Counts by job status and outcome, accuracy so far, tokens/s, jobs/min and ETA.
+
+    Example: distill status --json | jq .outcomes
+    """
+
+    def snapshot() -> StatusReport:
+        with session_scope() as session:
+            return status_mod.collect(session, run_id=run, window_s=window)
+
+    if as_json:
+        typer.echo(snapshot().model_dump_json())
+        return
+    if not watch:
+        Console().print(_table(snapshot()))
+        return
+    with Live(_table(snapshot()), console=Console(), refresh_per_second=1) as live:
+        try:
+            while True:
+                time.sleep(2)
+                live.update(_table(snapshot()))
+        except KeyboardInterrupt:
+            pass
+
+
+def _summary_line(r: StatusReport) -> str:
+    acc = f"{r.accuracy:.1%}" if r.accuracy is not None else "n/a"
+    outcomes = ", ".join(f"{k} {v}" for k, v in r.outcomes.items() if v)
+    return f"{r.jobs['done']} done, {r.jobs['failed']} failed; accuracy {acc}; {outcomes or 'no generations'}"
+
+
+def _table(r: StatusReport) -> Table:
+    table = Table(
+        title=f"distill status{'' if r.run_id is None else f' — run {r.run_id}'}",
+        show_header=False,
+    )
+    for name, count in r.jobs.items():
+        table.add_row(f"jobs {name}", str(count))
+    for name, count in r.outcomes.items():
+        table.add_row(f"outcome {name}", str(count))
+    table.add_row("accuracy", f"{r.accuracy:.1%}" if r.accuracy is not None else "n/a")
+    table.add_row("completion tokens/s", f"{r.completion_tokens_per_s:.1f}")
+    table.add_row("jobs/min", f"{r.jobs_per_min:.1f}")
+    eta = "n/a" if r.eta_s is None else time.strftime("%H:%M:%S", time.gmtime(r.eta_s))
+    table.add_row("ETA", eta)
+    return table
+
+
+def retry(
+    failed: Annotated[
+        bool,
+        typer.Option(
+            "--failed", help="Re-queue failed jobs with a fresh attempts budget."
+        ),
+    ] = False,
+    truncated: Annotated[
+        bool,
+        typer.Option(
+            "--truncated",
+            help="Re-ask truncated generations with a bigger --max-tokens.",
+        ),
+    ] = False,
+    max_tokens: Annotated[
+        int | None,
+        typer.Option(
+            help="Budget for --truncated; must exceed the budget that truncated."
+        ),
+    ] = None,
+    stuck: Annotated[
+        bool,
+        typer.Option(
+            "--stuck",
+            help="Re-publish queued jobs and jobs whose worker died (lease expired).",
+        ),
+    ] = False,
+    run: Annotated[int | None, typer.Option("--run", help="Only this run.")] = None,
+) -> None:
+    """Re-queue failed jobs, re-ask truncated generations with a bigger budget, or re-publish stuck jobs.
+
+    Example: distill retry --truncated --max-tokens 16384
+    """
+    if not (failed or truncated or stuck):
+        raise UserError(
+            "say what to retry: --failed, --truncated --max-tokens M, or --stuck"
+        )
+    if truncated and max_tokens is None:
+        raise UserError(
+            "--truncated needs --max-tokens M (a bigger budget than the one that truncated)"
+        )
+    if max_tokens is not None and not truncated:
+        raise UserError("--max-tokens only applies with --truncated")
+    settings = get_settings()
+    to_publish: list[int] = []
+    with session_scope() as session:
+        if failed:
+            ids = retry_mod.requeue_failed(session, run_id=run)
+            typer.echo(f"re-queued {len(ids)} failed job(s)")
+            to_publish += ids
+        if truncated:
+            assert max_tokens is not None
+            result = retry_mod.retry_truncated(
+                session, max_tokens=max_tokens, run_id=run
+            )
+            skipped = (
+                f"; {result.skipped_budget} skipped (budget already ≥ {max_tokens})"
+                if result.skipped_budget
+                else ""
+            )
+            where = f" in run {result.run_id}" if result.run_id is not None else ""
+            typer.echo(
+                f"created {len(result.job_ids)} job(s) for truncated generations with max_tokens={max_tokens}{where}{skipped}"
+            )
+            to_publish += result.job_ids
+        if stuck:
+            ids = stuck_job_ids(session)
+            typer.echo(f"re-publishing {len(ids)} queued or lease-expired job(s)")
+            to_publish += ids
+    if to_publish:
+        queue.publish(sorted(set(to_publish)), broker_url=settings.broker_url)

@@ -1,0 +1,213 @@
+"""The job state machine: queued → running → done | failed, in batched transactions.
+
+A claim takes a lease (token + expiry). Finishing requires the same token, so a worker whose lease
+expired and was taken over cannot overwrite the new owner's result. Every transition is a
+conditional UPDATE, which makes a duplicate or late message harmless."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from distill.models import Generation, Job, JobStatus, Question, utcnow
+from distill.prompts import LETTERS, build_messages
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    job_id: int
+    lease_token: str
+    attempts: int
+    max_tokens: int
+    messages: list[dict[str, str]]
+    choice_order: list[int]
+    gold_letter: str
+    n_options: int
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    claimed: list[ClaimedJob] = field(default_factory=list)
+    # Jobs someone else holds a live lease on: the message should come back later.
+    busy: dict[int, float] = field(default_factory=dict)  # job id -> seconds until lease expiry
+    # Jobs already final (or unknown): the message is stale and can be dropped.
+    final: list[int] = field(default_factory=list)
+    # Jobs whose lease expired once too often (worker died each time): now failed.
+    exhausted: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Success:
+    job_id: int
+    lease_token: str
+    generation: dict[str, Any]  # Generation column values except job_id
+
+
+@dataclass(frozen=True)
+class Failure:
+    job_id: int
+    lease_token: str
+    error: str
+    retryable: bool
+
+
+def claim(session: Session, job_ids: Sequence[int], *, lease_seconds: float, max_attempts: int) -> ClaimResult:
+    """Lease every claimable job among job_ids in one transaction."""
+    now = utcnow()
+    token = str(uuid.uuid4())
+    ids = sorted(set(job_ids))
+    claimable = or_(
+        Job.status == JobStatus.queued,
+        and_(Job.status == JobStatus.running, Job.lease_expires_at < now),
+    )
+    # A job that already used its attempts and whose lease expired again has killed (or lost)
+    # a worker max_attempts times: fail it instead of handing it out forever.
+    exhausted = list(
+        session.scalars(
+            select(Job.id).where(
+                Job.id.in_(ids),
+                Job.status == JobStatus.running,
+                Job.lease_expires_at < now,
+                Job.attempts >= max_attempts,
+            )
+        )
+    )
+    if exhausted:
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(exhausted))
+            .values(
+                status=JobStatus.failed,
+                lease_token=None,
+                lease_expires_at=None,
+                finished_at=now,
+                last_error=f"lease expired after {max_attempts} attempts (worker lost or stalled)",
+            )
+        )
+    session.execute(
+        update(Job)
+        .where(Job.id.in_(ids), claimable, Job.attempts < max_attempts)
+        .values(
+            status=JobStatus.running,
+            lease_token=token,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            attempts=Job.attempts + 1,
+            started_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    rows = session.execute(
+        select(
+            Job.id,
+            Job.attempts,
+            Job.max_tokens,
+            Job.choice_order,
+            Question.question,
+            Question.choices,
+            Question.answer_index,
+        )
+        .join(Question, Question.id == Job.question_id)
+        .where(Job.lease_token == token)
+    )
+    claimed = []
+    for job_id, attempts, max_tokens, order, text, choices, answer_index in rows:
+        presented = [choices[i] for i in order]
+        claimed.append(
+            ClaimedJob(
+                job_id=job_id,
+                lease_token=token,
+                attempts=attempts,
+                max_tokens=max_tokens,
+                messages=build_messages(text, presented),
+                choice_order=list(order),
+                gold_letter=LETTERS[order.index(answer_index)],
+                n_options=len(choices),
+            )
+        )
+    got = {c.job_id for c in claimed} | set(exhausted)
+    busy: dict[int, float] = {}
+    final: list[int] = []
+    rest = [i for i in ids if i not in got]
+    if rest:
+        for job_id, status, expires in session.execute(
+            select(Job.id, Job.status, Job.lease_expires_at).where(Job.id.in_(rest))
+        ):
+            if status == JobStatus.running and expires is not None:
+                busy[job_id] = max((expires - now).total_seconds(), 0.0)
+        final = [i for i in rest if i not in busy]
+    return ClaimResult(claimed=claimed, busy=busy, final=final, exhausted=exhausted)
+
+
+def finish(
+    session: Session, results: Sequence[Success | Failure], *, max_attempts: int
+) -> dict[int, JobStatus | None]:
+    """Record results in one transaction. Returns each job's new status, or None when the lease
+    was lost (another worker owns the job now and its result wins)."""
+    now = utcnow()
+    statuses: dict[int, JobStatus | None] = {}
+    for result in results:
+        owned = and_(
+            Job.id == result.job_id,
+            Job.lease_token == result.lease_token,
+            Job.status == JobStatus.running,
+        )
+        if isinstance(result, Success):
+            values: dict[str, Any] = {"status": JobStatus.done, "last_error": None}
+        elif not result.retryable:
+            values = {"status": JobStatus.failed, "last_error": result.error}
+        else:
+            # Retryable, but only while attempts remain; the attempts count was taken at claim.
+            attempts = session.scalar(select(Job.attempts).where(owned))
+            if attempts is None:
+                statuses[result.job_id] = None
+                continue
+            failed = attempts >= max_attempts
+            values = {
+                "status": JobStatus.failed if failed else JobStatus.queued,
+                "last_error": result.error
+                + (f" (gave up after {attempts} attempts)" if failed else ""),
+            }
+        final = values["status"] in (JobStatus.done, JobStatus.failed)
+        updated = session.execute(
+            update(Job)
+            .where(owned)
+            .values(
+                **values,
+                lease_token=None,
+                lease_expires_at=None,
+                finished_at=now if final else None,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if updated.rowcount != 1:  # type: ignore[attr-defined]
+            statuses[result.job_id] = None
+            continue
+        if isinstance(result, Success):
+            session.add(Generation(job_id=result.job_id, **result.generation))
+        statuses[result.job_id] = values["status"]
+    session.flush()
+    return statuses
+
+
+def stuck_job_ids(session: Session) -> list[int]:
+    """Queued jobs (whose message may have been lost) and running jobs whose lease expired."""
+    now = utcnow()
+    return list(
+        session.scalars(
+            select(Job.id)
+            .where(
+                or_(
+                    Job.status == JobStatus.queued,
+                    and_(Job.status == JobStatus.running, Job.lease_expires_at < now),
+                )
+            )
+            .order_by(Job.id)
+        )
+    )

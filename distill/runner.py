@@ -1,0 +1,260 @@
+"""The worker's engine: many teacher requests in flight from one process, with batched claims
+and batched writes.
+
+Celery hands each message to a thread of its `threads` pool; the thread submits the job id here
+and waits for the outcome, so acks stay late (a killed worker's messages come back). One asyncio
+loop, in a thread of its own, claims the submitted jobs in one transaction per batch, runs their
+teacher calls concurrently over one HTTP connection pool, and writes results in one transaction
+per batch. Idle threads waiting on futures cost little memory; one OS process per request would
+cost gigabytes, and one transaction per step per job would compete with vLLM for the host's CPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import random
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypeVar
+
+from sqlalchemy import Engine
+from tenacity import retry, stop_after_attempt, wait_exponential
+
+from distill.config import Settings
+from distill.db import get_engine, session_scope
+from distill.grading import grade, letter_to_original_index
+from distill.jobs import ClaimedJob, ClaimResult, Failure, Success, claim, finish
+from distill.models import JobStatus
+from distill.parsing import parse_completion
+from distill.teacher import OpenAITeacher, TeacherError
+from schemas.teacher import TeacherResult
+
+log = logging.getLogger(__name__)
+
+Action = Literal["done", "failed", "requeue", "retry_later", "dropped"]
+T = TypeVar("T")
+
+
+class Teacher(Protocol):
+    async def complete(
+        self, messages: list[dict[str, str]], *, max_tokens: int
+    ) -> TeacherResult: ...
+
+    def request_params(self, max_tokens: int) -> dict[str, Any]: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """What the Celery task should do with its message."""
+
+    job_id: int
+    action: Action
+    delay: float = 0.0  # seconds before the message comes back (requeue, retry_later)
+    detail: str = ""
+
+
+def _requeue_delay(attempts: int) -> float:
+    # Exponential backoff between claims of one job, with jitter so a burst of failures
+    # (e.g. the teacher restarting) does not come back as one burst.
+    return min(300.0, 5.0 * 2 ** max(attempts - 1, 0)) * random.uniform(0.5, 1.0)
+
+
+# The database may blip (failover, lock timeout); a batch write is retried before giving up,
+# because giving up means the teacher's work is redone.
+_db_retry = retry(stop=stop_after_attempt(5), wait=wait_exponential(0.2, max=5), reraise=True)
+
+
+class Runner:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        engine: Engine | None = None,
+        teacher_factory: Callable[[], Teacher] | None = None,
+        batch_size: int = 64,
+        batch_wait: float = 0.02,
+    ) -> None:
+        self._settings = settings
+        self._engine = engine or get_engine(settings.database_url)
+        self._teacher_factory = teacher_factory or (lambda: OpenAITeacher.from_settings(settings))
+        self._batch_size = batch_size
+        self._batch_wait = batch_wait
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run_loop, name="distill-runner", daemon=True)
+        self._inbox: asyncio.Queue[tuple[int, concurrent.futures.Future[JobOutcome]]]
+        self._outbox: asyncio.Queue[
+            tuple[Success | Failure, list[concurrent.futures.Future[JobOutcome]], int]
+        ]
+        self._thread.start()
+        self._ready.wait()
+
+    # -- called from Celery's threads -------------------------------------------------------
+    def submit(self, job_id: int) -> concurrent.futures.Future[JobOutcome]:
+        future: concurrent.futures.Future[JobOutcome] = concurrent.futures.Future()
+        self._loop.call_soon_threadsafe(self._inbox.put_nowait, (job_id, future))
+        return future
+
+    def run(self, job_id: int) -> JobOutcome:
+        return self.submit(job_id).result()
+
+    def close(self) -> None:
+        if not self._thread.is_alive():
+            return
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+
+    # -- the loop ---------------------------------------------------------------------------
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._inbox = asyncio.Queue()
+        self._outbox = asyncio.Queue()
+        self._teacher = self._teacher_factory()
+        self._slots = asyncio.Semaphore(self._settings.concurrency)
+        self._tasks = {
+            self._loop.create_task(self._claimer()),
+            self._loop.create_task(self._writer()),
+        }
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _shutdown(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._teacher.aclose()
+
+    async def _batch(self, queue: asyncio.Queue[T]) -> list[T]:
+        """Wait for one item, then gather what else arrives within batch_wait."""
+        items = [await queue.get()]
+        deadline = self._loop.time() + self._batch_wait
+        while len(items) < self._batch_size:
+            remaining = deadline - self._loop.time()
+            if remaining <= 0:
+                break
+            try:
+                items.append(await asyncio.wait_for(queue.get(), remaining))
+            except TimeoutError:
+                break
+        return items
+
+    async def _claimer(self) -> None:
+        while True:
+            batch = await self._batch(self._inbox)
+            waiting: dict[int, list[concurrent.futures.Future[JobOutcome]]] = defaultdict(list)
+            for job_id, future in batch:
+                waiting[job_id].append(future)
+            try:
+                result = await asyncio.to_thread(self._claim, list(waiting))
+            except Exception as exc:  # database unreachable: hand the messages back for later
+                log.exception("claiming %d job(s) failed", len(waiting))
+                for job_id, futures in waiting.items():
+                    _resolve(futures, JobOutcome(job_id, "retry_later", 30.0, repr(exc)))
+                continue
+            for job in result.claimed:
+                self._loop.create_task(self._process(job, waiting[job.job_id]))
+            for job_id, seconds in result.busy.items():
+                # Someone else holds a live lease (a duplicate message, or a dead worker whose
+                # lease has not run out): look again once it would have expired.
+                _resolve(waiting[job_id], JobOutcome(job_id, "retry_later", seconds + 1.0))
+            for job_id in result.final:
+                _resolve(waiting[job_id], JobOutcome(job_id, "dropped", detail="already final"))
+            for job_id in result.exhausted:
+                _resolve(waiting[job_id], JobOutcome(job_id, "failed", detail="lease expired"))
+
+    @_db_retry
+    def _claim(self, job_ids: Sequence[int]) -> ClaimResult:
+        with session_scope(self._engine) as session:
+            return claim(
+                session,
+                job_ids,
+                lease_seconds=self._settings.lease,
+                max_attempts=self._settings.max_attempts,
+            )
+
+    async def _process(
+        self, job: ClaimedJob, futures: list[concurrent.futures.Future[JobOutcome]]
+    ) -> None:
+        async with self._slots:
+            outcome = await self._ask(job)
+        await self._outbox.put((outcome, futures, job.attempts))
+
+    async def _ask(self, job: ClaimedJob) -> Success | Failure:
+        try:
+            result = await self._teacher.complete(job.messages, max_tokens=job.max_tokens)
+        except TeacherError as exc:
+            log.warning("job %d: teacher error: %s", job.job_id, exc)
+            return Failure(job.job_id, job.lease_token, str(exc), exc.retryable)
+        except Exception as exc:  # a bug or an unexpected library error: retry, keep the message
+            log.exception("job %d: unexpected error", job.job_id)
+            return Failure(job.job_id, job.lease_token, f"{type(exc).__name__}: {exc}", True)
+        return Success(job.job_id, job.lease_token, self._generation(job, result))
+
+    def _generation(self, job: ClaimedJob, result: TeacherResult) -> dict[str, Any]:
+        parsed = parse_completion(result, n_options=job.n_options)
+        outcome = grade(parsed, finish_reason=result.finish_reason, gold_letter=job.gold_letter)
+        predicted_index = (
+            letter_to_original_index(parsed.letter, job.choice_order) if parsed.letter else None
+        )
+        return {
+            "teacher_model": result.model,
+            "request": {
+                "messages": job.messages,
+                "params": self._teacher.request_params(job.max_tokens),
+            },
+            "raw_text": result.text,
+            "raw_reasoning": result.reasoning_content,
+            "response_shape": parsed.shape,
+            "reasoning": parsed.reasoning,
+            "answer_text": parsed.answer_text,
+            "predicted_letter": parsed.letter,
+            "predicted_index": predicted_index,
+            "finish_reason": result.finish_reason,
+            "outcome": outcome,
+            "prompt_tokens": result.prompt_tokens,
+            "completion_tokens": result.completion_tokens,
+            "latency_s": result.latency_s,
+        }
+
+    async def _writer(self) -> None:
+        while True:
+            batch = await self._batch(self._outbox)
+            results = [item[0] for item in batch]
+            try:
+                statuses = await asyncio.to_thread(self._finish, results)
+            except Exception as exc:
+                # The lease stays; the message comes back and the job is redone after expiry.
+                log.exception("writing %d result(s) failed", len(results))
+                for result, futures, _ in batch:
+                    _resolve(futures, JobOutcome(result.job_id, "retry_later", 30.0, repr(exc)))
+                continue
+            for result, futures, attempts in batch:
+                status = statuses.get(result.job_id)
+                detail = result.error if isinstance(result, Failure) else ""
+                if status is None:
+                    outcome = JobOutcome(result.job_id, "dropped", detail="lease lost")
+                elif status == JobStatus.queued:
+                    outcome = JobOutcome(result.job_id, "requeue", _requeue_delay(attempts), detail)
+                elif status == JobStatus.done:
+                    outcome = JobOutcome(result.job_id, "done")
+                else:
+                    outcome = JobOutcome(result.job_id, "failed", detail=detail)
+                _resolve(futures, outcome)
+
+    @_db_retry
+    def _finish(self, results: Sequence[Success | Failure]) -> dict[int, JobStatus | None]:
+        with session_scope(self._engine) as session:
+            return finish(session, results, max_attempts=self._settings.max_attempts)
+
+
+def _resolve(futures: list[concurrent.futures.Future[JobOutcome]], outcome: JobOutcome) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(outcome)

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine, func, select
+
+from distill.db import session_scope
+from distill.enqueue import LetterBalancer, pick_questions
+from distill.errors import UserError
+from distill.models import Job, JobStatus, Question
+from distill.prompts import LETTERS
+from tests.helpers import add_questions, enqueue
+
+
+def test_creates_n_times_k_queued_jobs(engine: Engine) -> None:
+    add_questions(engine, 30)
+    plan = enqueue(engine, 10, samples=3)
+    assert plan.questions == 10
+    assert len(plan.job_ids) == 30
+    with session_scope(engine) as s:
+        jobs = s.scalars(select(Job)).all()
+        assert {j.status for j in jobs} == {JobStatus.queued}
+        per_question = Counter(j.question_id for j in jobs)
+        assert set(per_question.values()) == {3}
+        assert {j.sample_index for j in jobs} == {0, 1, 2}
+        assert {j.max_tokens for j in jobs} == {256}
+
+
+def test_rerun_never_duplicates_and_reports_what_is_left(engine: Engine) -> None:
+    add_questions(engine, 12)
+    first = enqueue(engine, 10)
+    second = enqueue(engine, 10)
+    assert second.questions == 2 and second.available == 2 and second.requested == 10
+    with session_scope(engine) as s:
+        assert s.scalar(select(func.count(func.distinct(Job.question_id)))) == 12
+        assert s.scalar(select(func.count(Job.id))) == 12
+    assert not set(first.job_ids) & set(second.job_ids)
+    with pytest.raises(UserError, match="already has jobs"):
+        enqueue(engine, 1)
+
+
+def test_empty_database_and_unknown_subject_are_user_errors(engine: Engine) -> None:
+    with pytest.raises(UserError, match="distill import"):
+        enqueue(engine, 5)
+    add_questions(engine, 3)
+    from distill.enqueue import create_run
+
+    with session_scope(engine) as s, pytest.raises(UserError, match="unknown subject"):
+        create_run(s, n=1, samples=1, teacher_model="t", params={}, max_tokens=8, subjects=["nope"])
+
+
+def test_selection_spreads_subjects_and_is_seeded(engine: Engine) -> None:
+    add_questions(engine, 90, subjects=("a", "b", "c"))
+    plan = enqueue(engine, 9, seed=7)
+    with session_scope(engine) as s:
+        subjects = Counter(
+            s.scalars(select(Question.subject).join(Job, Job.question_id == Question.id))
+        )
+    assert subjects == {"a": 3, "b": 3, "c": 3}
+    candidates = [(i, "abc"[i % 3]) for i in range(90)]
+    assert pick_questions(candidates, n=9, seed=7) == pick_questions(candidates, n=9, seed=7)
+    assert pick_questions(candidates, n=9, seed=7) != pick_questions(candidates, n=9, seed=8)
+    assert plan.questions == 9
+
+
+def test_gold_letters_balanced_within_two_percent(engine: Engine) -> None:
+    # Every stored answer is "A" in the original order: the skew enqueue must undo.
+    add_questions(engine, 1200)
+    with session_scope(engine) as s:
+        s.execute(Question.__table__.update().values(answer_index=0))
+    enqueue(engine, 1200)
+    with session_scope(engine) as s:
+        rows = s.execute(select(Job.choice_order, Question.answer_index).join(Question)).all()
+    letters = Counter(LETTERS[order.index(answer)] for order, answer in rows)
+    assert set(letters) == set("ABCD")
+    for letter in "ABCD":
+        assert abs(letters[letter] / len(rows) - 0.25) <= 0.02, letters
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(2, 10), st.integers(0, 9)), min_size=1, max_size=60), st.integers(0, 99))
+def test_permutation_is_a_permutation_and_balanced(shapes: list[tuple[int, int]], seed: int) -> None:
+    balancer = LetterBalancer(seed)
+    positions: dict[int, Counter[int]] = {}
+    for n, answer in shapes:
+        answer %= n
+        order = balancer.permutation(n, answer)
+        assert sorted(order) == list(range(n))
+        positions.setdefault(n, Counter())[order.index(answer)] += 1
+    for n, counts in positions.items():
+        # Exact up to one incomplete block of n positions.
+        full = [counts[p] for p in range(n)]
+        assert max(full) - min(full) <= 1

@@ -1,0 +1,167 @@
+"""The worker engine with an in-process fake teacher: concurrency, batching, outcomes, errors."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import re
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, select
+
+from distill.config import Settings
+from distill.db import session_scope
+from distill.models import Generation, Job, JobStatus, Outcome
+from distill.runner import Runner
+from distill.teacher import TeacherError
+from tests.fakes.teacher import FakeTeacher, Script, answer, truncated
+from tests.helpers import add_questions, enqueue
+
+
+def _gold(prompt: str) -> str:
+    # The fixtures' options read "option X of i": X is the original letter; the gold option's
+    # original letter is LETTERS[i % 4]. Find which presented letter carries it.
+    i = int(re.search(r"Question number (\d+)", prompt).group(1))  # type: ignore[union-attr]
+    gold_original = "ABCD"[i % 4]
+    for line in prompt.splitlines():
+        m = re.match(rf"([A-J])\. option {gold_original} of {i}$", line)
+        if m:
+            return m.group(1)
+    raise AssertionError(prompt)
+
+
+@pytest.fixture
+def make_runner(settings: Settings, engine: Engine) -> Iterator:  # type: ignore[type-arg]
+    runners: list[Runner] = []
+
+    def make(teacher: FakeTeacher, **overrides: object) -> Runner:
+        s = settings.model_copy(update=overrides)
+        runner = Runner(settings=s, engine=engine, teacher_factory=lambda: teacher)
+        runners.append(runner)
+        return runner
+
+    yield make
+    for runner in runners:
+        runner.close()
+
+
+def _run_all(runner: Runner, ids: list[int]):  # type: ignore[no-untyped-def]
+    futures = [runner.submit(i) for i in ids]
+    return [f.result(timeout=60) for f in futures]
+
+
+def test_many_requests_in_flight_and_outcomes_stored(make_runner, engine: Engine) -> None:  # type: ignore[no-untyped-def]
+    add_questions(engine, 200)
+    ids = enqueue(engine, 200).job_ids
+
+    def script(prompt: str, max_tokens: int) -> object:
+        i = int(re.search(r"Question number (\d+)", prompt).group(1))  # type: ignore[union-attr]
+        gold = _gold(prompt)
+        wrong = "A" if gold != "A" else "B"
+        return [answer(gold), answer(wrong), truncated()][i % 3]
+
+    teacher = FakeTeacher(script, delay=0.2)  # type: ignore[arg-type]
+    runner = make_runner(teacher, concurrency=64)
+    outcomes = _run_all(runner, ids)
+    assert {o.action for o in outcomes} == {"done"}
+    assert len(teacher.calls) == 200
+    # Requests overlapped: the semaphore allows 64 and the batches feed it.
+    assert teacher.peak_in_flight >= 32
+    assert teacher.peak_in_flight <= 64
+    with session_scope(engine) as s:
+        rows = s.execute(select(Generation.outcome, Generation.request, Job.status).join(Job)).all()
+    assert len(rows) == 200 and {r[2] for r in rows} == {JobStatus.done}
+    counts = {o: sum(1 for r in rows if r[0] == o) for o in Outcome}
+    assert counts[Outcome.correct] == 67 and counts[Outcome.incorrect] == 67
+    assert counts[Outcome.truncated] == 66
+    request = rows[0][1]
+    assert request["params"] == {"temperature": 0.6, "top_p": 0.95, "max_tokens": 256}
+    assert request["messages"][0]["role"] == "user"
+
+
+def test_stored_generation_maps_letter_back_to_the_original_option(make_runner, engine: Engine) -> None:  # type: ignore[no-untyped-def]
+    add_questions(engine, 8)
+    ids = enqueue(engine, 8).job_ids
+    runner = make_runner(FakeTeacher(lambda p, m: answer(_gold(p))))
+    _run_all(runner, ids)
+    with session_scope(engine) as s:
+        for gen, job in s.execute(select(Generation, Job).join(Job)).all():
+            assert gen.outcome == Outcome.correct
+            assert gen.predicted_index == job.question.answer_index
+            assert gen.reasoning == "Let me think."
+
+
+def test_duplicate_submissions_call_the_teacher_once(make_runner, engine: Engine) -> None:  # type: ignore[no-untyped-def]
+    add_questions(engine, 1)
+    (job_id,) = enqueue(engine, 1).job_ids
+    teacher = FakeTeacher(lambda p, m: answer("A"), delay=0.1)
+    runner = make_runner(teacher)
+    outcomes = _run_all(runner, [job_id, job_id])
+    assert len(teacher.calls) == 1
+    assert {o.action for o in outcomes} <= {"done", "retry_later"}
+    assert _run_all(runner, [job_id])[0].action == "dropped"
+
+
+def test_retryable_error_requeues_until_the_attempts_cap(make_runner, engine: Engine) -> None:  # type: ignore[no-untyped-def]
+    add_questions(engine, 1)
+    (job_id,) = enqueue(engine, 1).job_ids
+    teacher = FakeTeacher(lambda p, m: TeacherError("HTTP 503: overloaded", retryable=True, status=503))
+    runner = make_runner(teacher, max_attempts=2)
+    first = _run_all(runner, [job_id])[0]
+    assert first.action == "requeue" and first.delay > 0
+    with session_scope(engine) as s:
+        assert s.get(Job, job_id).status == JobStatus.queued  # type: ignore[union-attr]
+    second = _run_all(runner, [job_id])[0]
+    assert second.action == "failed"
+    with session_scope(engine) as s:
+        job = s.get(Job, job_id)
+        assert job is not None and job.status == JobStatus.failed and job.attempts == 2
+        assert "HTTP 503: overloaded" in (job.last_error or "")
+
+
+def test_non_retryable_error_fails_at_once(make_runner, engine: Engine) -> None:  # type: ignore[no-untyped-def]
+    add_questions(engine, 1)
+    (job_id,) = enqueue(engine, 1).job_ids
+    msg = "HTTP 400: This model's maximum context length is 1024 tokens"
+    teacher = FakeTeacher(lambda p, m: TeacherError(msg, retryable=False, status=400))
+    outcome = _run_all(make_runner(teacher), [job_id])[0]
+    assert outcome.action == "failed" and len(teacher.calls) == 1
+    with session_scope(engine) as s:
+        job = s.get(Job, job_id)
+        assert job is not None and job.last_error == msg and job.attempts == 1
+
+
+def test_unexpected_exception_is_retried_not_lost(make_runner, engine: Engine) -> None:  # type: ignore[no-untyped-def]
+    add_questions(engine, 1)
+    (job_id,) = enqueue(engine, 1).job_ids
+
+    def boom(prompt: str, max_tokens: int) -> object:
+        raise RuntimeError("bug")
+
+    outcome = _run_all(make_runner(FakeTeacher(boom)), [job_id])[0]  # type: ignore[arg-type]
+    assert outcome.action == "requeue" and "RuntimeError: bug" in outcome.detail
+
+
+def test_claims_and_writes_are_batched(make_runner, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    add_questions(engine, 120)
+    ids = enqueue(engine, 120).job_ids
+    import distill.runner as runner_mod
+
+    calls = {"claim": 0, "finish": 0}
+    real_claim, real_finish = runner_mod.claim, runner_mod.finish
+
+    def counting_claim(*a, **k):  # type: ignore[no-untyped-def]
+        calls["claim"] += 1
+        return real_claim(*a, **k)
+
+    def counting_finish(*a, **k):  # type: ignore[no-untyped-def]
+        calls["finish"] += 1
+        return real_finish(*a, **k)
+
+    monkeypatch.setattr(runner_mod, "claim", counting_claim)
+    monkeypatch.setattr(runner_mod, "finish", counting_finish)
+    runner = make_runner(FakeTeacher(lambda p, m: answer("A"), delay=0.05))
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(lambda i: runner.run(i), ids))
+    assert {o.action for o in outcomes} == {"done"}
+    assert calls["claim"] <= 30 and calls["finish"] <= 30, calls

@@ -1,0 +1,47 @@
+"""The Celery app: configuration only. Tasks live in workers/tasks.py."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from distill.config import Settings, get_settings
+from distill.queue import QUEUE
+
+
+def make_app(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    app = Celery("distill", broker=settings.broker_url, include=["workers.tasks"])
+    app.conf.update(
+        # Messages carry only a job id; JSON keeps them readable and rules out pickle payloads.
+        task_serializer="json",
+        accept_content=["json"],
+        # Results live in the database, not in a Celery result backend.
+        task_ignore_result=True,
+        task_default_queue=QUEUE,
+        # Ack only after the job's result is written: a worker killed mid-request leaves its
+        # messages unacknowledged, and the broker hands them to another worker.
+        task_acks_late=True,
+        # With a process pool, a child killed by the OOM killer or a signal re-queues its message
+        # instead of acking it as failed.
+        task_reject_on_worker_lost=True,
+        # Each pool thread holds one message at a time; the worker reserves no more messages than
+        # it has requests in flight, so idle workers on other hosts get the rest.
+        worker_prefetch_multiplier=1,
+        broker_transport_options={
+            # An unacked message is redelivered after this many seconds. It must exceed the
+            # longest job, or a long generation is handed to a second worker while it runs.
+            "visibility_timeout": settings.visibility,
+        },
+        # Survive a Redis restart at start-up instead of dying before the first message.
+        broker_connection_retry_on_startup=True,
+        # A worker that lost its Redis connection cancels its unacked tasks so they are
+        # redelivered, rather than finishing work whose ack can no longer reach the broker.
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # A hard ceiling per task: the runner's own timeouts and retries end a job well before.
+        task_time_limit=int(settings.lease) + 120,
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+app = make_app()
