@@ -1,0 +1,83 @@
+"""Real worker processes on real Redis for the end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+from sqlalchemy import Engine, func, select
+
+from distill.db import session_scope
+from distill.models import Job, JobStatus
+
+REDIS = os.environ.get("DISTILL_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+
+
+@contextmanager
+def redis_db() -> Iterator[str]:
+    """A Redis database of its own (1–15, by pid) emptied before and after."""
+    url = f"{REDIS}/{os.getpid() % 15 + 1}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    try:
+        yield url
+    finally:
+        client.flushdb()
+        client.close()
+
+
+class Worker:
+    def __init__(self, env: dict[str, str], log: Path, concurrency: int) -> None:
+        self.log = log
+        self._fh = log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "distill", "worker", "--concurrency", str(concurrency), "--loglevel", "INFO"],
+            env={**os.environ, **env},
+            stdout=self._fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def kill(self) -> None:
+        """SIGKILL: no warm shutdown, no acks, as when a host dies or the OOM killer strikes."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._fh.close()
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmHWM")
+
+    def tail(self, n: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+
+
+def wait_until(predicate: Callable[[], bool], *, timeout: float, what: str, on_fail: Callable[[], str] = lambda: "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{on_fail()}")
+
+
+def count(engine: Engine, *statuses: JobStatus) -> int:
+    with session_scope(engine) as s:
+        return s.scalar(select(func.count(Job.id)).where(Job.status.in_(statuses))) or 0
