@@ -1,0 +1,186 @@
+"""The CLI contract: help everywhere, one-line errors, status JSON, retry."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+import redis
+from sqlalchemy import Engine, select, update
+from typer.main import get_command
+from typer.testing import CliRunner
+
+from distill.cli import _register, app
+from distill.config import Settings, get_settings
+from distill.db import session_scope
+from distill.jobs import Success, claim, finish
+from distill.models import Job, JobStatus, Outcome
+from distill.queue import QUEUE
+from tests.e2e_support import redis_db
+from tests.helpers import add_questions, enqueue
+
+_register()
+runner = CliRunner()
+
+
+def _leaf_commands() -> list[tuple[str, object]]:
+    out: list[tuple[str, object]] = []
+
+    def walk(cmd: object, path: str) -> None:
+        subs = getattr(cmd, "commands", None)
+        if subs:
+            for name, sub in subs.items():
+                walk(sub, f"{path} {name}".strip())
+        else:
+            out.append((path, cmd))
+
+    walk(get_command(app), "")
+    return out
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    commands = _leaf_commands()
+    names = {name for name, _ in commands}
+    assert {"import", "enqueue", "worker", "status", "retry", "db upgrade", "teacher check", "teacher serve"} <= names
+    for name, cmd in commands:
+        help_text = getattr(cmd, "help", None) or ""
+        assert help_text.strip(), f"`distill {name}` has no help"
+        assert "Example" in help_text, f"`distill {name}` help shows no example"
+        result = runner.invoke(app, [*name.split(), "--help"])
+        assert result.exit_code == 0, name
+
+
+@pytest.fixture
+def broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
+    with redis_db() as url:
+        monkeypatch.setenv("DISTILL_BROKER_URL", url)
+        get_settings.cache_clear()
+        client = redis.Redis.from_url(url)
+        yield client
+        client.close()
+
+
+def test_user_error_is_one_line_without_traceback(settings: Settings) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "distill", "enqueue", "--n", "5"],
+        capture_output=True,
+        text=True,
+        env={"DISTILL_DATABASE_URL": settings.database_url, "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: no questions in the database; run `distill import FILE` first"
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_unreachable_database_is_a_one_line_error(tmp_path: object) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "distill", "status"],
+        capture_output=True,
+        text=True,
+        env={"DISTILL_DATABASE_URL": "postgresql+psycopg://x@127.0.0.1:1/none", "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: database error") and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_enqueue_publishes_one_message_per_job_after_commit(settings: Settings, engine: Engine, broker: redis.Redis) -> None:
+    add_questions(engine, 10)
+    result = runner.invoke(app, ["enqueue", "--n", "4", "--samples", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["jobs"] == 8 and summary["questions"] == 4
+    assert broker.llen(QUEUE) == 8
+    bodies = [json.loads(m) for m in broker.lrange(QUEUE, 0, -1)]
+    assert all(b["headers"]["task"] == "distill.run_job" for b in bodies)
+    more = runner.invoke(app, ["enqueue", "--n", "100"])
+    assert "only 6 unasked question(s) left" in more.output
+
+
+def test_status_json_counts(settings: Settings, engine: Engine) -> None:
+    add_questions(engine, 3)
+    ids = enqueue(engine, 3).job_ids
+    result = runner.invoke(app, ["status", "--json"])
+    report = json.loads(result.output)
+    assert report["jobs"] == {"queued": 3, "running": 0, "done": 0, "failed": 0}
+    assert report["outcomes"]["correct"] == 0 and report["accuracy"] is None
+    with session_scope(engine) as s:
+        c = claim(s, ids[:1], lease_seconds=60, max_attempts=3).claimed[0]
+    with session_scope(engine) as s:
+        finish(s, [Success(c.job_id, c.lease_token, _generation(Outcome.correct))], max_attempts=3)
+    report = json.loads(runner.invoke(app, ["status", "--json"]).output)
+    assert report["jobs"]["done"] == 1 and report["outcomes"]["correct"] == 1
+    assert report["accuracy"] == 1.0 and report["jobs_per_min"] > 0
+    assert report["completion_tokens_per_s"] > 0 and report["eta_s"] is not None
+    table = runner.invoke(app, ["status"])
+    assert table.exit_code == 0 and "accuracy" in table.output
+
+
+def _generation(outcome: Outcome) -> dict[str, object]:
+    return {
+        "teacher_model": "test-teacher",
+        "request": {"messages": [], "params": {}},
+        "raw_text": "",
+        "raw_reasoning": None,
+        "response_shape": "no_marker",
+        "reasoning": None,
+        "answer_text": None,
+        "predicted_letter": None,
+        "predicted_index": None,
+        "finish_reason": "length" if outcome == Outcome.truncated else "stop",
+        "outcome": outcome,
+        "prompt_tokens": 10,
+        "completion_tokens": 100,
+        "latency_s": 1.0,
+    }
+
+
+def test_retry_failed_requeues_and_publishes(settings: Settings, engine: Engine, broker: redis.Redis) -> None:
+    add_questions(engine, 2)
+    ids = enqueue(engine, 2).job_ids
+    with session_scope(engine) as s:
+        s.execute(update(Job).values(status=JobStatus.failed, attempts=3, last_error="x"))
+    result = runner.invoke(app, ["retry", "--failed"])
+    assert result.exit_code == 0 and "re-queued 2 failed job(s)" in result.output
+    with session_scope(engine) as s:
+        assert {(j.status, j.attempts) for j in s.scalars(select(Job))} == {(JobStatus.queued, 0)}
+    assert sorted(json.loads(m)["headers"]["argsrepr"] for m in broker.lrange(QUEUE, 0, -1)) == sorted(
+        f"[{i}]" for i in ids
+    )
+
+
+def test_retry_truncated_needs_a_bigger_budget(settings: Settings, engine: Engine, broker: redis.Redis) -> None:
+    add_questions(engine, 2)
+    ids = enqueue(engine, 2, max_tokens=256).job_ids
+    for job_id, outcome in zip(ids, [Outcome.truncated, Outcome.correct], strict=True):
+        with session_scope(engine) as s:
+            c = claim(s, [job_id], lease_seconds=60, max_attempts=3).claimed[0]
+        with session_scope(engine) as s:
+            finish(s, [Success(job_id, c.lease_token, _generation(outcome))], max_attempts=3)
+    assert runner.invoke(app, ["retry", "--truncated"]).exit_code == 1
+    same = runner.invoke(app, ["retry", "--truncated", "--max-tokens", "256"])
+    assert same.exit_code == 1 and "larger than 256" in same.output
+    ok = runner.invoke(app, ["retry", "--truncated", "--max-tokens", "1024"])
+    assert ok.exit_code == 0 and "created 1 job(s)" in ok.output, ok.output
+    with session_scope(engine) as s:
+        new = s.scalars(select(Job).where(Job.supersedes_id.is_not(None))).one()
+        old = s.get(Job, ids[0])
+        assert old is not None
+        assert new.max_tokens == 1024 and new.supersedes_id == ids[0]
+        assert new.choice_order == old.choice_order and new.sample_index == old.sample_index
+    # The retried generation is not offered again; the new job is queued and published.
+    again = runner.invoke(app, ["retry", "--truncated", "--max-tokens", "2048"])
+    assert "created 0 job(s)" in again.output
+    assert broker.llen(QUEUE) == 1
+
+
+def test_retry_stuck_republishes_queued_and_expired(settings: Settings, engine: Engine, broker: redis.Redis) -> None:
+    add_questions(engine, 3)
+    enqueue(engine, 3)
+    result = runner.invoke(app, ["retry", "--stuck"])
+    assert result.exit_code == 0 and "re-publishing 3" in result.output
+    assert broker.llen(QUEUE) == 3
