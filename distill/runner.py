@@ -62,7 +62,8 @@ class JobOutcome:
 def _requeue_delay(attempts: int) -> float:
     # Exponential backoff between claims of one job, with jitter so a burst of failures
     # (e.g. the teacher restarting) does not come back as one burst.
-    return min(300.0, 5.0 * 2 ** max(attempts - 1, 0)) * random.uniform(0.5, 1.0)
+    backoff: float = min(300.0, 5.0 * 2.0 ** max(attempts - 1, 0))
+    return backoff * random.uniform(0.5, 1.0)
 
 
 # The database may blip (failover, lock timeout); a batch write is retried before giving up,

@@ -57,9 +57,13 @@ def collect(
         total=sum(jobs.values()),
         accuracy=outcomes["correct"] / graded if graded else None,
         window_s=window_s,
-        completion_tokens_per_s=float(tokens) / span if count else 0.0,
+        completion_tokens_per_s=float(tokens or 0) / span if count else 0.0,
         jobs_per_min=jobs_per_min,
-        eta_s=(60.0 * remaining / jobs_per_min)
-        if jobs_per_min and remaining
-        else (0.0 if not remaining else None),
+        eta_s=_eta(remaining, jobs_per_min),
     )
+
+
+def _eta(remaining: int, jobs_per_min: float) -> float | None:
+    if not remaining:
+        return 0.0
+    return 60.0 * remaining / jobs_per_min if jobs_per_min else None

@@ -34,7 +34,7 @@ def _close_runner(**_: object) -> None:
 
 
 @app.task(name=TASK_NAME, bind=True, max_retries=None)
-def run_job(self: Task, job_id: int) -> str:
+def run_job(self: Task[[int], str], job_id: int) -> str:
     """Run one job. Safe to receive twice or after the job finished: the claim decides."""
     outcome = get_runner().run(job_id)
     if outcome.action in ("requeue", "retry_later"):
