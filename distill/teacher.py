@@ -1,0 +1,381 @@
+"""Async client for an OpenAI-compatible chat completions server (vLLM, SGLang, DeepSeek API).
+
+Plain httpx rather than the openai SDK: the SDK retries on its own, which would multiply ours and
+hide the attempts from our logs. One client keeps many requests in flight over a shared
+connection pool, because vLLM batches continuously and a fixed batch waits for its slowest member.
+The client binds its connections to the event loop that first uses it: one OpenAITeacher per loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    RetryError,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from distill.config import Settings
+from distill.parsing import parse_completion
+from distill.prompts import build_messages
+from schemas.teacher import ProbeReport, ResponseShape, TeacherResult
+
+logger = logging.getLogger(__name__)
+
+_ERROR_TEXT_LIMIT = 500
+_CONNECTIONS_PER_POOL = 8
+PROBE_MAX_TOKENS = 32
+_PROBE_QUESTION = ("What is 2 + 2?", ["3", "4", "5", "6"])
+
+
+class TeacherError(Exception):
+    """A teacher call that failed. `retryable` says whether trying again later may succeed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status
+        self.retry_after = retry_after
+
+
+# The wire format, only as far as we read it; anything else the server adds is ignored.
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    content: str | None = None
+    reasoning_content: str | None = None
+    reasoning: str | None = None
+
+
+class _Choice(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    message: _Message
+    finish_reason: str | None = None
+
+
+class _Usage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class _Completion(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    model: str | None = None
+    choices: list[_Choice] = Field(min_length=1)
+    usage: _Usage | None = None
+
+
+class _ModelEntry(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: str
+
+
+class _ModelList(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    data: list[_ModelEntry]
+
+
+class OpenAITeacher:
+    """Chat completions with bounded retries: connection errors, timeouts, 429, 5xx and malformed
+    200s are tried again (exponential backoff, full jitter); any other 4xx fails at once."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        timeout: float,
+        retries: int,
+        backoff_max: float,
+        temperature: float = 0.6,
+        top_p: float = 0.95,
+        max_connections: int = 64,
+    ) -> None:
+        if retries < 1:
+            raise ValueError("retries counts tries and must be at least 1")
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff_max = backoff_max
+        self.temperature = temperature
+        self.top_p = top_p
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        # Several small pools instead of one big one: httpcore checks every connection of a pool
+        # (a socket poll each) on every request event, so one pool of 64 costs the worker CPU
+        # that vLLM's own scheduler needs. Requests go to the least busy pool.
+        sizes = _split(max_connections, _CONNECTIONS_PER_POOL)
+        # One TLS context shared by the pools, and none for plain http: loading the CA bundle
+        # costs ~0.1 s of CPU per context.
+        verify = httpx.create_ssl_context() if self.base_url.startswith("https://") else False
+        self._pools = [
+            httpx.AsyncClient(
+                headers=headers,
+                verify=verify,
+                timeout=httpx.Timeout(timeout),
+                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+            )
+            for size in sizes
+        ]
+        self._in_flight = [0] * len(sizes)
+        # At most max_connections requests reach httpx at once, so the chosen pool always has a
+        # free connection: httpcore rescans its whole queue on every event (hundreds of queued
+        # requests cost seconds of CPU), and time spent queued must not count as request time.
+        self._slots = asyncio.Semaphore(max_connections)
+        self._backoff = wait_random_exponential(multiplier=1, max=backoff_max)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OpenAITeacher:
+        return cls(
+            base_url=settings.teacher_url,
+            model=settings.teacher_model,
+            api_key=settings.teacher_api_key,
+            timeout=settings.request_timeout,
+            retries=settings.request_retries,
+            backoff_max=settings.retry_backoff_max,
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            max_connections=settings.concurrency,
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        for pool in self._pools:
+            await pool.aclose()
+
+    def request_params(self, max_tokens: int) -> dict[str, Any]:
+        """The sampling parameters sent with every request, to be stored with the generation.
+
+        No `seed`: a per-request seed crashes vLLM's CPU engine, and R1 guidance is sampling anyway.
+        """
+        return {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": max_tokens}
+
+    async def complete(self, messages: list[dict[str, str]], *, max_tokens: int) -> TeacherResult:
+        """One chat completion of `messages` as given (no system prompt is added).
+
+        Raises TeacherError: at once (retryable=False) for a 4xx other than 429, e.g. vLLM's 400
+        for a prompt beyond the context length; after `retries` tries (retryable=True) otherwise.
+        """
+        body = {"model": self.model, "messages": messages, **self.request_params(max_tokens)}
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.retries),
+            wait=self._wait,
+            retry=retry_if_exception(_is_retryable),
+            before_sleep=self._log_retry,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._complete_once(body)
+        except RetryError as exc:
+            last = exc.last_attempt.exception()
+            status = last.status if isinstance(last, TeacherError) else None
+            raise TeacherError(
+                f"teacher call failed after {self.retries} tries; last error: {last}",
+                retryable=True,
+                status=status,
+            ) from last
+        raise AssertionError("unreachable: tenacity either returns, raises, or raises RetryError")
+
+    async def _complete_once(self, body: dict[str, Any]) -> TeacherResult:
+        url = f"{self.base_url}/chat/completions"
+        response = await self._send("POST", url, json=body)
+        try:
+            completion = _Completion.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise TeacherError(
+                f"malformed response from {url} (HTTP {response.status_code}): "
+                f"{_excerpt(response.text)!r} ({exc.error_count()} validation errors)",
+                retryable=True,
+            ) from None
+        choice = completion.choices[0]
+        message = choice.message
+        usage = completion.usage or _Usage()
+        return TeacherResult(
+            text=message.content or "",
+            reasoning_content=message.reasoning_content or message.reasoning or None,
+            finish_reason=choice.finish_reason,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            # From sending the request to the end of the body: no queueing, no backoff.
+            latency_s=response.elapsed.total_seconds(),
+            model=completion.model or self.model,
+        )
+
+    async def list_models(self) -> list[str]:
+        """Names the server serves (GET /models); one try, for start-up checks."""
+        url = f"{self.base_url}/models"
+        response = await self._send("GET", url)
+        try:
+            listing = _ModelList.model_validate_json(response.content)
+        except ValidationError:
+            raise TeacherError(
+                f"{url} did not return a model list: {_excerpt(response.text)!r}", retryable=True
+            ) from None
+        return [entry.id for entry in listing.data]
+
+    async def probe(self, *, max_tokens: int = PROBE_MAX_TOKENS) -> ProbeReport:
+        """Check the server serves the configured model and show how it lays out reasoning."""
+        served = await self.list_models()
+        if self.model not in served:
+            raise TeacherError(
+                f"model {self.model!r} is not served at {self.base_url}; it serves: "
+                f"{', '.join(served) or 'nothing'} (set DISTILL_TEACHER_MODEL to one of these)",
+                retryable=False,
+                status=404,
+            )
+        question, choices = _PROBE_QUESTION
+        result = await self.complete(build_messages(question, choices), max_tokens=max_tokens)
+        shape = parse_completion(result, n_options=len(choices)).shape
+        return ProbeReport(
+            url=self.base_url,
+            model=self.model,
+            served_models=served,
+            response_model=result.model,
+            latency_s=result.latency_s,
+            shape=shape,
+            finish_reason=result.finish_reason,
+            completion_tokens=result.completion_tokens,
+            sample=_excerpt(result.reasoning_content or result.text, 200),
+            note=_SHAPE_NOTES[shape],
+        )
+
+    async def _send(self, method: str, url: str, *, json: Any = None) -> httpx.Response:
+        """One HTTP exchange; every failure becomes a TeacherError that says whether to retry."""
+        try:
+            async with self._slots:
+                pool = min(range(len(self._pools)), key=self._in_flight.__getitem__)
+                self._in_flight[pool] += 1
+                try:
+                    # httpx's timeout bounds each read; this bounds the whole exchange.
+                    async with asyncio.timeout(self.timeout):
+                        response = await self._pools[pool].request(method, url, json=json)
+                finally:
+                    self._in_flight[pool] -= 1
+        except (httpx.TimeoutException, TimeoutError):
+            raise TeacherError(
+                f"no response from {url} within {self.timeout:g}s", retryable=True
+            ) from None
+        except httpx.UnsupportedProtocol:
+            raise TeacherError(
+                f"teacher URL {url!r} must start with http:// or https:// (DISTILL_TEACHER_URL)",
+                retryable=False,
+            ) from None
+        except httpx.TransportError as exc:
+            raise TeacherError(
+                f"cannot reach the teacher at {url} ({type(exc).__name__}: {exc}); "
+                "is the server running and DISTILL_TEACHER_URL right?",
+                retryable=True,
+            ) from None
+        except httpx.RequestError as exc:  # e.g. a body that fails to decode
+            raise TeacherError(
+                f"request to {url} failed ({type(exc).__name__}: {exc})", retryable=True
+            ) from None
+        status = response.status_code
+        if status < 400:
+            return response
+        message = f"HTTP {status} from {url}: {_server_message(response)}"
+        if status == 429 or status >= 500:
+            raise TeacherError(
+                message, retryable=True, status=status, retry_after=_retry_after(response)
+            )
+        raise TeacherError(message, retryable=False, status=status)
+
+    def _wait(self, state: RetryCallState) -> float:
+        delay = self._backoff(state)
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, TeacherError) and exc.retry_after is not None:
+            # Honour the server's Retry-After, but never beyond our own cap.
+            delay = max(delay, exc.retry_after)
+        return min(delay, self.backoff_max)
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        sleep = state.next_action.sleep if state.next_action else 0.0
+        logger.warning(
+            "teacher call failed (%s); try %d of %d in %.2fs",
+            exc,
+            state.attempt_number + 1,
+            self.retries,
+            sleep,
+        )
+
+
+def _split(total: int, per_part: int) -> list[int]:
+    """`total` as near-equal parts of at most `per_part`: _split(20, 8) == [7, 7, 6]."""
+    parts = max(1, -(-total // per_part))
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, TeacherError) and exc.retryable
+
+
+def _server_message(response: httpx.Response) -> str:
+    """The error text the server sent: vLLM's {"object": "error", "message": ...}, OpenAI's
+    {"error": {"message": ...}}, FastAPI's {"detail": ...}, or the raw body."""
+    try:
+        payload = response.json()
+    except ValueError:
+        return _excerpt(response.text) or response.reason_phrase
+    if isinstance(payload, dict):
+        error = payload.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])
+        for key in ("message", "detail", "error"):
+            value = payload.get(key)
+            if isinstance(value, str) and value:
+                return value
+    return _excerpt(response.text)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return max(0.0, float(response.headers.get("retry-after", "")))
+    except ValueError:
+        return None  # absent, or an HTTP date: fall back to our own backoff
+
+
+def _excerpt(text: str, limit: int = _ERROR_TEXT_LIMIT) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else f"{text[:limit]}…"
+
+
+_SHAPE_NOTES: dict[ResponseShape, str] = {
+    "separate_field": "the server runs a reasoning parser: the chain arrives in "
+    "reasoning_content/reasoning and the answer in the content; distill reads both.",
+    "tagged": "the text opens with <think>: the chat template does not open it; distill parses it.",
+    "open_tag_omitted": "the text closes </think> without opening it: the chat template opens "
+    "<think> itself (DeepSeek-R1 style); distill parses it.",
+    "no_marker": "no think markers in this short reply: expected when the chat template opens "
+    "<think> itself and the chain is still running at the token cap; a model that never "
+    "writes </think> would grade every generation as truncated.",
+    "empty": "the server returned no text at all: check the model and its chat template.",
+}

@@ -1,0 +1,1 @@
+"""Test doubles that satisfy the real contracts of distill's external services."""
