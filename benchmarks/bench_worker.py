@@ -1,7 +1,8 @@
 """Worker throughput, side by side in one run, against the same teacher server:
 
   client  a plain async client: N requests, C in flight, nothing else (the ceiling)
-  runner  distill's Runner: batched claims, async requests, batched writes (what `distill worker` runs)
+  runner  distill's Runner (what `distill worker` runs): batched claims, async requests,
+          batched writes
   naive   one thread per job: claim (1 transaction), blocking request, finish (1 transaction)
 
 Reported as completion tokens/s and as a ratio to `client`. The teacher is the tiny vLLM teacher
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import functools
 import tempfile
 import time
 from collections.abc import Callable
@@ -154,25 +156,20 @@ def run(url: str, model: str, *, jobs: int, concurrency: int, max_tokens: int, r
             prompts = [c.messages for c in claim(s, ids, lease_seconds=1, max_attempts=9).claimed]
         settings = _settings(url, model, db, concurrency, max_tokens)
         modes: dict[str, Callable[[], tuple[float, int]]] = {
-            "client": lambda: bench_client(settings, prompts),
+            "client": functools.partial(bench_client, settings, prompts),
         }
         for name, fn in (("runner", bench_runner), ("naive", bench_naive)):
             db_n, engine_n, ids_n = _fresh_db(root, f"{name}{r}", jobs, max_tokens)
             s_n = _settings(url, model, db_n, concurrency, max_tokens)
-            modes[name] = lambda fn=fn, s_n=s_n, engine_n=engine_n, ids_n=ids_n: fn(
-                s_n, engine_n, ids_n
-            )  # type: ignore[misc]
+            modes[name] = functools.partial(fn, s_n, engine_n, ids_n)
         order = list(modes) if r % 2 == 0 else list(reversed(modes))  # alternate to cancel drift
         for name in order:
             elapsed, tokens = modes[name]()
-            rows[name].append(tokens / elapsed)
-            print(
-                f"round {r} {name:>6}: {tokens} tokens in {elapsed:.1f}s = {tokens / elapsed:,.0f} tok/s"
-            )
+            tps = tokens / elapsed
+            rows[name].append(tps)
+            print(f"round {r} {name:>6}: {tokens} tokens in {elapsed:.1f}s = {tps:,.0f} tok/s")
     best = {k: sorted(v)[len(v) // 2] for k, v in rows.items()}
-    print(
-        f"\n{jobs} jobs, {concurrency} in flight, max_tokens {max_tokens}, median of {rounds} round(s):"
-    )
+    print(f"\n{jobs} jobs, {concurrency} in flight, max_tokens {max_tokens}, median of {rounds}:")
     for name, tps in best.items():
         print(f"  {name:>6}: {tps:8,.0f} tok/s  ratio to client {tps / best['client']:.2f}")
 
