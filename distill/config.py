@@ -9,7 +9,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DISTILL_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        # An empty `DISTILL_X=` line in .env (as .env.example ships) means "use the default".
+        env_prefix="DISTILL_",
+        env_file=".env",
+        extra="ignore",
+        env_ignore_empty=True,
+    )
 
     database_url: str = "sqlite:///distill.db"
     broker_url: str = "redis://localhost:6379/0"

@@ -50,12 +50,12 @@ def enqueue(
     ] = None,
     max_tokens: Annotated[
         int | None,
-        typer.Option(help="Token budget per generation [default: DISTILL_MAX_TOKENS]."),
+        typer.Option(help="Token budget per generation (default: DISTILL_MAX_TOKENS)."),
     ] = None,
     seed: Annotated[
         int | None,
         typer.Option(
-            help="Seed for question choice and option order [default: DISTILL_SEED]."
+            help="Seed for question choice and option order (default: DISTILL_SEED)."
         ),
     ] = None,
     wait: Annotated[
@@ -155,7 +155,7 @@ def worker(
         typer.Option(
             "--concurrency",
             "-c",
-            help="Teacher requests in flight [default: DISTILL_CONCURRENCY].",
+            help="Teacher requests in flight (default: DISTILL_CONCURRENCY).",
         ),
     ] = None,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
