@@ -1,4 +1,4 @@
-"""One Settings object, validated at start-up, read from the environment (`DISTILL_` prefix) or `.env`."""
+"""One Settings object, validated at start-up, from the environment (`DISTILL_*`) or `.env`."""
 
 from __future__ import annotations
 

@@ -28,9 +28,7 @@ class EnqueuePlan:
     requested: int
 
 
-def pick_questions(
-    candidates: Sequence[tuple[int, str]], *, n: int, seed: int
-) -> list[int]:
+def pick_questions(candidates: Sequence[tuple[int, str]], *, n: int, seed: int) -> list[int]:
     """Round-robin over subjects (in a seeded order), each subject's questions seeded-shuffled."""
     by_subject: dict[str, list[int]] = defaultdict(list)
     for qid, subject in sorted(candidates):

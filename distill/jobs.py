@@ -57,7 +57,9 @@ class Failure:
     retryable: bool
 
 
-def claim(session: Session, job_ids: Sequence[int], *, lease_seconds: float, max_attempts: int) -> ClaimResult:
+def claim(
+    session: Session, job_ids: Sequence[int], *, lease_seconds: float, max_attempts: int
+) -> ClaimResult:
     """Lease every claimable job among job_ids in one transaction."""
     now = utcnow()
     token = str(uuid.uuid4())

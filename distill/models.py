@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -59,7 +59,11 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: UTCDateTime}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+        datetime: UTCDateTime,
+    }
 
 
 class JobStatus(enum.StrEnum):
@@ -164,7 +168,7 @@ class Generation(Base):
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), unique=True)
     teacher_model: Mapped[str] = mapped_column(String(256))
     # The whole exchange: messages and sampling params as sent, the raw response text and the
-    # server's separate reasoning field (if it used one), so nothing export or debugging needs is lost.
+    # server's separate reasoning field (if it used one): nothing export or debugging needs is lost.
     request: Mapped[dict[str, Any]]
     raw_text: Mapped[str] = mapped_column(Text)
     raw_reasoning: Mapped[str | None] = mapped_column(Text)

@@ -38,7 +38,16 @@ class Worker:
         self.log = log
         self._fh = log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "distill", "worker", "--concurrency", str(concurrency), "--loglevel", "INFO"],
+            [
+                sys.executable,
+                "-m",
+                "distill",
+                "worker",
+                "--concurrency",
+                str(concurrency),
+                "--loglevel",
+                "INFO",
+            ],
             env={**os.environ, **env},
             stdout=self._fh,
             stderr=subprocess.STDOUT,
@@ -69,7 +78,13 @@ class Worker:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
 
 
-def wait_until(predicate: Callable[[], bool], *, timeout: float, what: str, on_fail: Callable[[], str] = lambda: "") -> None:
+def wait_until(
+    predicate: Callable[[], bool],
+    *,
+    timeout: float,
+    what: str,
+    on_fail: Callable[[], str] = lambda: "",
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

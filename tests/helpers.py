@@ -14,7 +14,11 @@ from schemas.mcq import MCQRecord
 
 
 def add_questions(
-    engine: Engine, n: int, *, subjects: Sequence[str] = ("math", "history", "biology"), options: int = 4
+    engine: Engine,
+    n: int,
+    *,
+    subjects: Sequence[str] = ("math", "history", "biology"),
+    options: int = 4,
 ) -> None:
     rows = []
     for i in range(n):
@@ -40,7 +44,9 @@ def add_questions(
             session.execute(insert(Question), rows[start : start + 1000])
 
 
-def enqueue(engine: Engine, n: int, *, samples: int = 1, max_tokens: int = 256, seed: int = 0) -> EnqueuePlan:
+def enqueue(
+    engine: Engine, n: int, *, samples: int = 1, max_tokens: int = 256, seed: int = 0
+) -> EnqueuePlan:
     with session_scope(engine) as session:
         return create_run(
             session,

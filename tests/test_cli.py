@@ -44,7 +44,16 @@ def _leaf_commands() -> list[tuple[str, object]]:
 def test_every_command_has_help_with_an_example() -> None:
     commands = _leaf_commands()
     names = {name for name, _ in commands}
-    assert {"import", "enqueue", "worker", "status", "retry", "db upgrade", "teacher check", "teacher serve"} <= names
+    assert {
+        "import",
+        "enqueue",
+        "worker",
+        "status",
+        "retry",
+        "db upgrade",
+        "teacher check",
+        "teacher serve",
+    } <= names
     for name, cmd in commands:
         help_text = getattr(cmd, "help", None) or ""
         assert help_text.strip(), f"`distill {name}` has no help"
@@ -72,7 +81,10 @@ def test_user_error_is_one_line_without_traceback(settings: Settings) -> None:
         check=False,
     )
     assert result.returncode == 1
-    assert result.stderr.strip() == "error: no questions in the database; run `distill import FILE` first"
+    assert (
+        result.stderr.strip()
+        == "error: no questions in the database; run `distill import FILE` first"
+    )
     assert "Traceback" not in result.stdout + result.stderr
 
 
@@ -81,14 +93,22 @@ def test_unreachable_database_is_a_one_line_error(tmp_path: object) -> None:
         [sys.executable, "-m", "distill", "status"],
         capture_output=True,
         text=True,
-        env={"DISTILL_DATABASE_URL": "postgresql+psycopg://x@127.0.0.1:1/none", "PATH": "/usr/bin:/bin"},
+        env={
+            "DISTILL_DATABASE_URL": "postgresql+psycopg://x@127.0.0.1:1/none",
+            "PATH": "/usr/bin:/bin",
+        },
         check=False,
     )
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.startswith("error: database error") and len(result.stderr.strip().splitlines()) == 1
+    assert (
+        result.stderr.startswith("error: database error")
+        and len(result.stderr.strip().splitlines()) == 1
+    )
 
 
-def test_enqueue_publishes_one_message_per_job_after_commit(settings: Settings, engine: Engine, broker: redis.Redis) -> None:
+def test_enqueue_publishes_one_message_per_job_after_commit(
+    settings: Settings, engine: Engine, broker: redis.Redis
+) -> None:
     add_questions(engine, 10)
     result = runner.invoke(app, ["enqueue", "--n", "4", "--samples", "2", "--json"])
     assert result.exit_code == 0, result.output
@@ -139,7 +159,9 @@ def _generation(outcome: Outcome) -> dict[str, object]:
     }
 
 
-def test_retry_failed_requeues_and_publishes(settings: Settings, engine: Engine, broker: redis.Redis) -> None:
+def test_retry_failed_requeues_and_publishes(
+    settings: Settings, engine: Engine, broker: redis.Redis
+) -> None:
     add_questions(engine, 2)
     ids = enqueue(engine, 2).job_ids
     with session_scope(engine) as s:
@@ -148,12 +170,14 @@ def test_retry_failed_requeues_and_publishes(settings: Settings, engine: Engine,
     assert result.exit_code == 0 and "re-queued 2 failed job(s)" in result.output
     with session_scope(engine) as s:
         assert {(j.status, j.attempts) for j in s.scalars(select(Job))} == {(JobStatus.queued, 0)}
-    assert sorted(json.loads(m)["headers"]["argsrepr"] for m in broker.lrange(QUEUE, 0, -1)) == sorted(
-        f"[{i}]" for i in ids
-    )
+    assert sorted(
+        json.loads(m)["headers"]["argsrepr"] for m in broker.lrange(QUEUE, 0, -1)
+    ) == sorted(f"[{i}]" for i in ids)
 
 
-def test_retry_truncated_needs_a_bigger_budget(settings: Settings, engine: Engine, broker: redis.Redis) -> None:
+def test_retry_truncated_needs_a_bigger_budget(
+    settings: Settings, engine: Engine, broker: redis.Redis
+) -> None:
     add_questions(engine, 2)
     ids = enqueue(engine, 2, max_tokens=256).job_ids
     for job_id, outcome in zip(ids, [Outcome.truncated, Outcome.correct], strict=True):
@@ -178,7 +202,9 @@ def test_retry_truncated_needs_a_bigger_budget(settings: Settings, engine: Engin
     assert broker.llen(QUEUE) == 1
 
 
-def test_retry_stuck_republishes_queued_and_expired(settings: Settings, engine: Engine, broker: redis.Redis) -> None:
+def test_retry_stuck_republishes_queued_and_expired(
+    settings: Settings, engine: Engine, broker: redis.Redis
+) -> None:
     add_questions(engine, 3)
     enqueue(engine, 3)
     result = runner.invoke(app, ["retry", "--stuck"])

@@ -28,7 +28,9 @@ _register()
 
 
 @pytest.fixture
-def stack(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, object]]:
+def stack(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, object]]:
     with redis_db() as broker, FakeOpenAIServer("test-teacher", latency=0.05) as teacher:
         env = {
             "DISTILL_DATABASE_URL": settings.database_url,
@@ -98,7 +100,12 @@ def test_killed_worker_jobs_finish_on_a_restarted_worker(stack: dict, engine: En
     fast_lease = {"DISTILL_LEASE_SECONDS": "4", "DISTILL_VISIBILITY_TIMEOUT": "6"}
     first = stack["start"](concurrency=8, **fast_lease)
     assert CliRunner().invoke(app, ["enqueue", "--n", "12"]).exit_code == 0
-    wait_until(lambda: count(engine, JobStatus.running) >= 4, timeout=60, what="jobs running", on_fail=first.tail)
+    wait_until(
+        lambda: count(engine, JobStatus.running) >= 4,
+        timeout=60,
+        what="jobs running",
+        on_fail=first.tail,
+    )
     first.kill()
     second = stack["start"](concurrency=8, **fast_lease)
     wait_until(
@@ -136,13 +143,20 @@ def test_teacher_outage_is_retried_with_backoff_then_succeeds(stack: dict, engin
         assert set(s.scalars(select(Job.attempts))) == {2}
 
 
-def test_256_requests_in_flight_from_one_worker_in_little_memory(stack: dict, engine: Engine) -> None:  # type: ignore[type-arg]
+def test_256_requests_in_flight_from_one_worker_in_little_memory(
+    stack: dict, engine: Engine
+) -> None:  # type: ignore[type-arg]
     stack["teacher"].latency = 4.0
     add_questions(engine, 256)
     worker = stack["start"](concurrency=256)
     started = time.monotonic()
     assert CliRunner().invoke(app, ["enqueue", "--n", "256"]).exit_code == 0
-    wait_until(lambda: count(engine, JobStatus.done) == 256, timeout=120, what="256 jobs", on_fail=worker.tail)
+    wait_until(
+        lambda: count(engine, JobStatus.done) == 256,
+        timeout=120,
+        what="256 jobs",
+        on_fail=worker.tail,
+    )
     elapsed = time.monotonic() - started
     # One at a time would take 256 × 4 s; in flight together they take a few latencies.
     assert elapsed < 40, elapsed

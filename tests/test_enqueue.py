@@ -81,8 +81,13 @@ def test_gold_letters_balanced_within_two_percent(engine: Engine) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.integers(2, 10), st.integers(0, 9)), min_size=1, max_size=60), st.integers(0, 99))
-def test_permutation_is_a_permutation_and_balanced(shapes: list[tuple[int, int]], seed: int) -> None:
+@given(
+    st.lists(st.tuples(st.integers(2, 10), st.integers(0, 9)), min_size=1, max_size=60),
+    st.integers(0, 99),
+)
+def test_permutation_is_a_permutation_and_balanced(
+    shapes: list[tuple[int, int]], seed: int
+) -> None:
     balancer = LetterBalancer(seed)
     positions: dict[int, Counter[int]] = {}
     for n, answer in shapes:

@@ -52,7 +52,11 @@ def _job(engine: Engine, job_id: int) -> Job:
 
 def _expire(engine: Engine, job_id: int) -> None:
     with session_scope(engine) as s:
-        s.execute(update(Job).where(Job.id == job_id).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+        s.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
 
 
 def test_claim_finish_and_duplicate_messages(engine: Engine) -> None:
@@ -110,7 +114,9 @@ def test_non_retryable_failure_is_final_at_once(engine: Engine) -> None:
     (job_id,) = enqueue(engine, 1).job_ids
     c = _claim(engine, [job_id]).claimed[0]
     msg = "HTTP 400: This model's maximum context length is 1024 tokens"
-    assert _finish(engine, [Failure(job_id, c.lease_token, msg, False)]) == {job_id: JobStatus.failed}
+    assert _finish(engine, [Failure(job_id, c.lease_token, msg, False)]) == {
+        job_id: JobStatus.failed
+    }
     job = _job(engine, job_id)
     assert job.attempts == 1 and job.last_error == msg
 
@@ -138,7 +144,9 @@ OPS = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(ops=OPS)
 def test_state_machine_invariants(ops: list[tuple[str, int]]) -> None:
     engine = create_engine("sqlite://")
@@ -164,7 +172,9 @@ def test_state_machine_invariants(ops: list[tuple[str, int]]) -> None:
             _finish(engine, [result], cap=cap)
         with session_scope(engine) as s:
             for job in s.scalars(select(Job)):
-                generations = s.scalar(select(func.count(Generation.id)).where(Generation.job_id == job.id))
+                generations = s.scalar(
+                    select(func.count(Generation.id)).where(Generation.job_id == job.id)
+                )
                 assert (job.status == JobStatus.done) == (generations == 1)
                 assert job.attempts <= cap
                 if job.status == JobStatus.running:

@@ -14,7 +14,7 @@ from distill.db import session_scope
 from distill.models import Generation, Job, JobStatus, Outcome
 from distill.runner import Runner
 from distill.teacher import TeacherError
-from tests.fakes.teacher import FakeTeacher, Script, answer, truncated
+from tests.fakes.teacher import FakeTeacher, answer, truncated
 from tests.helpers import add_questions, enqueue
 
 
@@ -79,7 +79,9 @@ def test_many_requests_in_flight_and_outcomes_stored(make_runner, engine: Engine
     assert request["messages"][0]["role"] == "user"
 
 
-def test_stored_generation_maps_letter_back_to_the_original_option(make_runner, engine: Engine) -> None:  # type: ignore[no-untyped-def]
+def test_stored_generation_maps_letter_back_to_the_original_option(
+    make_runner, engine: Engine
+) -> None:  # type: ignore[no-untyped-def]
     add_questions(engine, 8)
     ids = enqueue(engine, 8).job_ids
     runner = make_runner(FakeTeacher(lambda p, m: answer(_gold(p))))
@@ -105,7 +107,9 @@ def test_duplicate_submissions_call_the_teacher_once(make_runner, engine: Engine
 def test_retryable_error_requeues_until_the_attempts_cap(make_runner, engine: Engine) -> None:  # type: ignore[no-untyped-def]
     add_questions(engine, 1)
     (job_id,) = enqueue(engine, 1).job_ids
-    teacher = FakeTeacher(lambda p, m: TeacherError("HTTP 503: overloaded", retryable=True, status=503))
+    teacher = FakeTeacher(
+        lambda p, m: TeacherError("HTTP 503: overloaded", retryable=True, status=503)
+    )
     runner = make_runner(teacher, max_attempts=2)
     first = _run_all(runner, [job_id])[0]
     assert first.action == "requeue" and first.delay > 0
@@ -142,7 +146,9 @@ def test_unexpected_exception_is_retried_not_lost(make_runner, engine: Engine) -
     assert outcome.action == "requeue" and "RuntimeError: bug" in outcome.detail
 
 
-def test_claims_and_writes_are_batched(make_runner, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_claims_and_writes_are_batched(
+    make_runner, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
     add_questions(engine, 120)
     ids = enqueue(engine, 120).job_ids
     import distill.runner as runner_mod

@@ -22,7 +22,9 @@ class _Group(TyperGroup):
             _fail(str(exc))
         except DatabaseUnreachable as exc:
             first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-            _fail(f"database error ({first}); check DISTILL_DATABASE_URL, then `distill db upgrade`")
+            _fail(
+                f"database error ({first}); check DISTILL_DATABASE_URL, then `distill db upgrade`"
+            )
 
 
 def _fail(message: str) -> NoReturn:

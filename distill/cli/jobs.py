@@ -54,19 +54,13 @@ def enqueue(
     ] = None,
     seed: Annotated[
         int | None,
-        typer.Option(
-            help="Seed for question choice and option order (default: DISTILL_SEED)."
-        ),
+        typer.Option(help="Seed for question choice and option order (default: DISTILL_SEED)."),
     ] = None,
     wait: Annotated[
         bool,
-        typer.Option(
-            "--wait", help="Show progress until every job of the run is final."
-        ),
+        typer.Option("--wait", help="Show progress until every job of the run is final."),
     ] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the run as JSON.")
-    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
 ) -> None:
     """Create jobs for N questions not yet asked of this teacher, then publish them to the workers.
 
@@ -93,7 +87,8 @@ def enqueue(
     except Exception as exc:
         raise UserError(
             f"run {plan.run_id}: {len(plan.job_ids)} jobs saved but the broker at "
-            f"{settings.broker_url} is unreachable ({exc}); start Redis and run `distill retry --stuck`"
+            f"{settings.broker_url} is unreachable ({exc}); "
+            "start Redis and run `distill retry --stuck`"
         ) from exc
     summary = {
         "run_id": plan.run_id,
@@ -128,9 +123,7 @@ def _wait_for(run_id: int, poll: float = 2.0) -> None:
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=err) as progress:
-        task = progress.add_task(
-            "jobs", total=None, run=run_id, done=0, failed=0, tps=0.0
-        )
+        task = progress.add_task("jobs", total=None, run=run_id, done=0, failed=0, tps=0.0)
         while True:
             with session_scope() as session:
                 report = status_mod.collect(session, run_id=run_id)
@@ -159,9 +152,7 @@ def worker(
         ),
     ] = None,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
-    hostname: Annotated[
-        str | None, typer.Option(help="Worker name (default: celery's).")
-    ] = None,
+    hostname: Annotated[str | None, typer.Option(help="Worker name (default: celery's).")] = None,
 ) -> None:
     """Start a worker that keeps CONCURRENCY teacher requests in flight from one process.
 
@@ -196,15 +187,11 @@ def worker(
 
 def status(
     run: Annotated[int | None, typer.Option("--run", help="Only this run.")] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object.")
-    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     watch: Annotated[
         bool, typer.Option("--watch", help="Refresh every 2 seconds until Ctrl-C.")
     ] = False,
-    window: Annotated[
-        float, typer.Option(help="Seconds of recent history the rates use.")
-    ] = 300.0,
+    window: Annotated[float, typer.Option(help="Seconds of recent history the rates use.")] = 300.0,
 ) -> None:
     """Counts by job status and outcome, accuracy so far, tokens/s, jobs/min and ETA.
 
@@ -233,7 +220,8 @@ def status(
 def _summary_line(r: StatusReport) -> str:
     acc = f"{r.accuracy:.1%}" if r.accuracy is not None else "n/a"
     outcomes = ", ".join(f"{k} {v}" for k, v in r.outcomes.items() if v)
-    return f"{r.jobs['done']} done, {r.jobs['failed']} failed; accuracy {acc}; {outcomes or 'no generations'}"
+    done, failed = r.jobs["done"], r.jobs["failed"]
+    return f"{done} done, {failed} failed; accuracy {acc}; {outcomes or 'no generations'}"
 
 
 def _table(r: StatusReport) -> Table:
@@ -256,9 +244,7 @@ def _table(r: StatusReport) -> Table:
 def retry(
     failed: Annotated[
         bool,
-        typer.Option(
-            "--failed", help="Re-queue failed jobs with a fresh attempts budget."
-        ),
+        typer.Option("--failed", help="Re-queue failed jobs with a fresh attempts budget."),
     ] = False,
     truncated: Annotated[
         bool,
@@ -269,9 +255,7 @@ def retry(
     ] = False,
     max_tokens: Annotated[
         int | None,
-        typer.Option(
-            help="Budget for --truncated; must exceed the budget that truncated."
-        ),
+        typer.Option(help="Budget for --truncated; must exceed the budget that truncated."),
     ] = None,
     stuck: Annotated[
         bool,
@@ -282,14 +266,12 @@ def retry(
     ] = False,
     run: Annotated[int | None, typer.Option("--run", help="Only this run.")] = None,
 ) -> None:
-    """Re-queue failed jobs, re-ask truncated generations with a bigger budget, or re-publish stuck jobs.
+    """Re-queue failed jobs, re-ask truncated generations with more tokens, re-publish stuck jobs.
 
     Example: distill retry --truncated --max-tokens 16384
     """
     if not (failed or truncated or stuck):
-        raise UserError(
-            "say what to retry: --failed, --truncated --max-tokens M, or --stuck"
-        )
+        raise UserError("say what to retry: --failed, --truncated --max-tokens M, or --stuck")
     if truncated and max_tokens is None:
         raise UserError(
             "--truncated needs --max-tokens M (a bigger budget than the one that truncated)"
@@ -305,9 +287,7 @@ def retry(
             to_publish += ids
         if truncated:
             assert max_tokens is not None
-            result = retry_mod.retry_truncated(
-                session, max_tokens=max_tokens, run_id=run
-            )
+            result = retry_mod.retry_truncated(session, max_tokens=max_tokens, run_id=run)
             skipped = (
                 f"; {result.skipped_budget} skipped (budget already ≥ {max_tokens})"
                 if result.skipped_budget
@@ -315,7 +295,8 @@ def retry(
             )
             where = f" in run {result.run_id}" if result.run_id is not None else ""
             typer.echo(
-                f"created {len(result.job_ids)} job(s) for truncated generations with max_tokens={max_tokens}{where}{skipped}"
+                f"created {len(result.job_ids)} job(s) for truncated generations "
+                f"with max_tokens={max_tokens}{where}{skipped}"
             )
             to_publish += result.job_ids
         if stuck:
