@@ -161,4 +161,5 @@ def test_256_requests_in_flight_from_one_worker_in_little_memory(
     # One at a time would take 256 × 4 s; in flight together they take a few latencies.
     assert elapsed < 40, elapsed
     rss = worker.peak_rss_mb()
+    print(f"worker peak RSS with 256 in flight: {rss:.0f} MB; {elapsed:.1f}s")  # noqa: T201
     assert rss < 1024, f"peak RSS {rss:.0f} MB"
