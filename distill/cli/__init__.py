@@ -51,6 +51,7 @@ def _register() -> None:
         return
     _registered = True
     from distill.cli import db as db_cmd
+    from distill.cli import export as export_cmd
     from distill.cli import importing, jobs, teacher
 
     app.add_typer(db_cmd.app, name="db")
@@ -60,6 +61,7 @@ def _register() -> None:
     app.command()(jobs.status)
     app.command()(jobs.retry)
     app.add_typer(teacher.app, name="teacher")
+    app.command()(export_cmd.export)
 
 
 def main() -> None:

@@ -1,0 +1,203 @@
+"""Benchmark `distill export`: wall time and peak memory for N generations (default 100,000).
+
+Builds a SQLite database of realistic size (bulk inserts: N/K questions x K samples, R1-like chains
+of 1-8k characters, ~65 % correct), then runs each export in a fresh child process and reports its
+wall time and peak RSS (getrusage in the child, so the database build does not count).
+
+    .venv/bin/python benchmarks/bench_export.py                       # 100k, both formats
+    .venv/bin/python benchmarks/bench_export.py --generations 20000 --to jsonl parquet
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sqlalchemy import insert
+
+from distill.db import make_engine
+from distill.migrate import upgrade
+from distill.models import Generation, Job, JobStatus, Outcome, Question, Run
+from distill.prompts import LETTERS, PROMPT_VERSION
+from schemas.mcq import MCQRecord
+
+SUBJECTS = [f"subject_{i:02d}" for i in range(57)]  # MMLU has 57
+_TEXT = (
+    "so the option seems plausible but wait let me reconsider the definition of this term "
+    "because energy is conserved and the second statement contradicts the first hence"
+)
+WORDS = _TEXT.split(" ")
+BATCH = 5000
+
+
+def _chain(rng: random.Random) -> str:
+    n_words = rng.randint(150, 1300)  # ~1-8k characters
+    words = rng.choices(WORDS, k=n_words)
+    lines = [" ".join(words[i : i + 15]) + "." for i in range(0, n_words, 15)]
+    return "\n".join(lines)
+
+
+def build_db(path: Path, *, generations: int, samples: int, seed: int = 0) -> None:
+    url = f"sqlite:///{path}"
+    upgrade(url)
+    engine = make_engine(url)
+    rng = random.Random(seed)
+    n_questions = generations // samples
+    with engine.begin() as conn:
+        run_id = conn.execute(
+            insert(Run).returning(Run.id),
+            [
+                {
+                    "kind": "enqueue",
+                    "teacher_model": "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B",
+                    "prompt_version": PROMPT_VERSION,
+                    "params": {"temperature": 0.6, "top_p": 0.95, "max_tokens": 8192},
+                    "samples_per_question": samples,
+                    "requested_n": n_questions,
+                    "seed": seed,
+                }
+            ],
+        ).scalar_one()
+    for start in range(0, n_questions, BATCH):
+        questions, jobs, gens = [], [], []
+        for qi in range(start, min(start + BATCH, n_questions)):
+            record = MCQRecord(
+                question=f"Benchmark question {qi}: " + " ".join(rng.choices(WORDS, k=30)) + "?",
+                choices=[f"choice {j} of question {qi}" for j in range(4)],
+                answer_index=rng.randrange(4),
+                subject=SUBJECTS[qi % len(SUBJECTS)],
+                source="bench",
+            )
+            questions.append(
+                {
+                    "id": qi + 1,
+                    "uid": record.uid,
+                    "source": "bench",
+                    "subject": record.subject,
+                    "question": record.question,
+                    "choices": record.choices,
+                    "answer_index": record.answer_index,
+                }
+            )
+            for k in range(samples):
+                job_id = qi * samples + k + 1
+                order = rng.sample(range(4), 4)
+                gold = LETTERS[order.index(record.answer_index)]
+                outcome = rng.choices(
+                    [Outcome.correct, Outcome.incorrect, Outcome.truncated, Outcome.unparseable],
+                    weights=[65, 20, 10, 5],
+                )[0]
+                chain = _chain(rng)
+                letter = {
+                    Outcome.correct: gold,
+                    Outcome.incorrect: next(x for x in "ABCD" if x != gold),
+                }.get(outcome)
+                answer = None if outcome is Outcome.truncated else f"\\boxed{{{letter or '?'}}}"
+                jobs.append(
+                    {
+                        "id": job_id,
+                        "run_id": run_id,
+                        "question_id": qi + 1,
+                        "teacher_model": "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B",
+                        "prompt_version": PROMPT_VERSION,
+                        "sample_index": k,
+                        "max_tokens": 8192,
+                        "choice_order": order,
+                        "status": JobStatus.done,
+                    }
+                )
+                gens.append(
+                    {
+                        "job_id": job_id,
+                        "teacher_model": "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B",
+                        "request": {},
+                        "raw_text": chain + ("</think>" + answer if answer else ""),
+                        "response_shape": "open_tag_omitted" if answer else "no_marker",
+                        "reasoning": chain,
+                        "answer_text": answer,
+                        "predicted_letter": letter,
+                        "finish_reason": "length" if outcome is Outcome.truncated else "stop",
+                        "outcome": outcome,
+                        "prompt_tokens": 120,
+                        "completion_tokens": len(chain) // 4 + 10,
+                        "latency_s": 1.0,
+                    }
+                )
+        with engine.begin() as conn:
+            conn.execute(insert(Question), questions)
+            conn.execute(insert(Job), jobs)
+            conn.execute(insert(Generation), gens)
+    engine.dispose()
+
+
+_CHILD = """
+import json, resource, sys, time
+t0 = time.perf_counter()
+from distill.db import make_engine
+from distill.export import export_dataset, ExportOptions
+engine = make_engine(sys.argv[1])
+options = ExportOptions.model_validate_json(sys.argv[2])
+t1 = time.perf_counter()
+manifest = export_dataset(options=options, engine=engine)
+t2 = time.perf_counter()
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({
+    "export_s": t2 - t1, "total_s": t2 - t0, "cpu_s": usage.ru_utime + usage.ru_stime,
+    "peak_rss_mb": usage.ru_maxrss / 1024,
+    "records": {k: v.records for k, v in manifest.outputs.items()},
+}))
+"""
+
+
+def measure(db: Path, out: Path, *, fmt: str, to: str) -> dict[str, object]:
+    options = {"format": fmt, "out": str(out), "to": to, "overwrite": True}
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, f"sqlite:///{db}", json.dumps(options)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr)
+    result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--generations", type=int, default=100_000)
+    parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--format", default="both", choices=["reasoning", "direct", "both"])
+    parser.add_argument("--to", nargs="+", default=["disk"], choices=["disk", "jsonl", "parquet"])
+    parser.add_argument("--db", type=Path, help="Reuse (or build) this SQLite file.")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        db = args.db or Path(tmp) / "bench.db"
+        if not db.exists():
+            started = time.perf_counter()
+            build_db(db, generations=args.generations, samples=args.samples)
+            print(
+                f"built {db} ({db.stat().st_size / 1e6:.0f} MB, {args.generations} generations) "
+                f"in {time.perf_counter() - started:.0f} s"
+            )
+        with open("/proc/loadavg") as f:
+            print(f"load average before: {f.read().split()[0]} (on {os.cpu_count()} cores)")
+        for to in args.to:
+            r = measure(db, Path(tmp) / f"out-{to}", fmt=args.format, to=to)
+            print(
+                f"export --format {args.format} --to {to}: {r['export_s']:.1f} s export "
+                f"({r['total_s']:.1f} s with imports, {r['cpu_s']:.1f} s CPU), "
+                f"peak RSS {r['peak_rss_mb']:.0f} MB, "
+                f"records {r['records']}"
+            )
+
+
+if __name__ == "__main__":
+    main()
