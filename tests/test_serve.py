@@ -41,7 +41,11 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
     """No DISTILL_* from the developer's shell or .env: each test states the settings it uses."""
     monkeypatch.chdir(tmp_path)
     for name in list(os.environ):
-        if name.startswith("DISTILL_"):
+        if (
+            name.startswith("DISTILL_")
+            and not name.startswith("DISTILL_TEST")
+            and name != "DISTILL_REQUIRE_VLLM"
+        ):
             monkeypatch.delenv(name)
     get_settings.cache_clear()
     yield
