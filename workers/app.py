@@ -39,11 +39,11 @@ def make_app(settings: Settings | None = None) -> Celery:
         },
         # Survive a Redis restart at start-up instead of dying before the first message.
         broker_connection_retry_on_startup=True,
-        # A worker that lost its Redis connection cancels its unacked tasks so they are
-        # redelivered, rather than finishing work whose ack can no longer reach the broker.
+        # On a lost broker connection, drop (do not ack) the tasks in progress: their messages
+        # are redelivered anyway, and the job's lease decides who finishes it.
         worker_cancel_long_running_tasks_on_connection_loss=True,
-        # A hard ceiling per task: the runner's own timeouts and retries end a job well before.
-        task_time_limit=int(settings.lease) + 120,
+        # No task_time_limit: the threads pool cannot enforce one. The runner bounds every job
+        # itself (request timeout × tries, then the attempts cap), and the lease covers the rest.
         worker_hijack_root_logger=False,
     )
     return app
