@@ -29,5 +29,17 @@ def render_user_prompt(question: str, choices: Sequence[str]) -> str:
     return f"{render_question(question, choices)}\n\n{INSTRUCTION}"
 
 
+def render_student_prompt(question: str, choices: Sequence[str], *, answer_example: str) -> str:
+    """The user turn of exported records, in both formats.
+
+    The teacher is asked for \\boxed{} (R1 guidance); the student is taught the canonical answer
+    line instead, so its prompt asks for that line: a prompt asking for one format above an answer
+    in another would teach the student to ignore its instructions."""
+    return (
+        f"{render_question(question, choices)}\n\n"
+        f'End with the line "{answer_example}", where X is the letter of the correct option.'
+    )
+
+
 def build_messages(question: str, choices: Sequence[str]) -> list[dict[str, str]]:
     return [{"role": "user", "content": render_user_prompt(question, choices)}]

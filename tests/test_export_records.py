@@ -148,7 +148,7 @@ def test_any_cleaned_chain_gives_a_well_formed_turn(text: str, gold: str) -> Non
 
 
 def _reasoning_record(chain: str, letter: str, **overrides: Any) -> ReasoningRecord:
-    user = user_prompt("Which one?", ["w", "x", "y", "z"], [0, 1, 2, 3])
+    user = user_prompt("Which one?", ["w", "x", "y", "z"], [0, 1, 2, 3], ctx=CTX)
     data = {
         "id": "r1",
         "question_id": "uid",
@@ -171,7 +171,7 @@ def test_reasoning_record_rejects_a_second_answer_line() -> None:
 
 
 def test_reasoning_record_rejects_content_that_disagrees_with_the_chain() -> None:
-    user = user_prompt("Which one?", ["w", "x"], [0, 1])
+    user = user_prompt("Which one?", ["w", "x"], [0, 1], ctx=CTX)
     bad = {"role": "assistant", "content": "<think>\nother\n</think>\n\nThe answer is A."}
     with pytest.raises(ValidationError, match="open marker, chain, close, answer"):
         _reasoning_record("chain", "A", **conversation(user, bad))
@@ -188,7 +188,7 @@ def test_reasoning_content_mode_keeps_chain_apart() -> None:
 
 
 def test_direct_record_must_hold_the_answer_line_of_its_letter() -> None:
-    user = user_prompt("Which one?", ["w", "x", "y"], [2, 0, 1])
+    user = user_prompt("Which one?", ["w", "x", "y"], [2, 0, 1], ctx=CTX)
     data = {
         "id": "d",
         "question_id": "uid",
@@ -204,7 +204,7 @@ def test_direct_record_must_hold_the_answer_line_of_its_letter() -> None:
 
 
 def test_answer_letter_must_be_an_option_of_the_prompt() -> None:
-    user = user_prompt("Which one?", ["w", "x"], [0, 1])
+    user = user_prompt("Which one?", ["w", "x"], [0, 1], ctx=CTX)
     data = {
         "id": "d",
         "question_id": "uid",
@@ -239,3 +239,15 @@ def test_balance_defaults_per_format() -> None:
     assert options.balance_for("direct") and not options.balance_for("reasoning")
     options = ExportOptions(format="both", out="x", balance=False)
     assert not options.balance_for("direct")
+
+
+def test_student_prompt_asks_for_the_answer_line_the_record_ends_with() -> None:
+    user = user_prompt("Which one?", ["w", "x", "y"], [2, 0, 1], ctx=CTX)
+    assert user.startswith("Which one?\n\nA. y\nB. w\nC. x\n\n")
+    assert user.endswith(
+        'End with the line "The answer is X.", where X is the letter of the correct option.'
+    )
+    # The teacher was asked for \boxed{}; the student is never asked for a format it is not shown.
+    assert "boxed" not in user
+    custom = CTX.model_copy(update={"answer_template": "Answer: {letter}"})
+    assert 'End with the line "Answer: X"' in user_prompt("Q?", ["a", "b"], [0, 1], ctx=custom)

@@ -266,7 +266,7 @@ def _check_student_template(
     cleaned = clean_chain(text, gold=sample.letter, ctx=ctx)
     if not isinstance(cleaned, CleanChain):
         raise UserError("the database changed during export; run it again")
-    user = user_prompt(sample.question.question, sample.question.choices, sample.order)
+    user = user_prompt(sample.question.question, sample.question.choices, sample.order, ctx=ctx)
     return check_template(template, user=user, chain=cleaned.text, letter=sample.letter, ctx=ctx)
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from distill.prompts import LETTERS, render_user_prompt
+from distill.prompts import LETTERS, render_student_prompt
 from schemas.export import RecordContext, TemplateMode
 
 # Markers the teacher itself writes; stripped from chains whatever the export's markers are.
@@ -105,10 +105,15 @@ def presented(choices: Sequence[str], order: Sequence[int]) -> list[str]:
     return [choices[i] for i in order]
 
 
-def user_prompt(question: str, choices: Sequence[str], order: Sequence[int]) -> str:
-    """The user turn: the teacher's prompt with the options in `order` (re-rendered after
-    balancing, so prompt and answer letter always agree)."""
-    return render_user_prompt(question, presented(choices, order))
+def user_prompt(
+    question: str, choices: Sequence[str], order: Sequence[int], *, ctx: RecordContext
+) -> str:
+    """The user turn: the question with the options in the order the teacher saw them
+    (re-rendered after balancing, so prompt and answer letter always agree), asking for the
+    answer line the record ends with."""
+    return render_student_prompt(
+        question, presented(choices, order), answer_example=ctx.answer_line("X")
+    )
 
 
 def conversation(user: str, assistant: dict[str, Any]) -> dict[str, Any]:

@@ -122,7 +122,7 @@ class RecordBuilder:
         """The record as written: built in its final shape (only the columns of this export),
         validated, then written as built."""
         question, letter = planned.question, planned.letter
-        user = user_prompt(question.question, question.choices, planned.order)
+        user = user_prompt(question.question, question.choices, planned.order, ctx=self.ctx)
         assistant = assistant_message(chain, letter=letter, ctx=self.ctx)
         turns = conversation(user, assistant)
         if "reasoning_content" in assistant:  # one struct type for every message of the column
