@@ -63,6 +63,7 @@ FAMILIES = ("arithmetic", "comparison", "alphabet", "parity")
 N_OPTIONS_WEIGHTS = {2: 0.1, 3: 0.15, 4: 0.6, 5: 0.15}
 LONG_FRACTION = 0.25
 BOXED_FRACTION = 0.75
+LOSS_TOKENS_PER_EXAMPLE = 64
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,9 @@ class MCQ:
 # Synthetic question families
 
 
-def _place(rng: random.Random, correct: str, distractors: list[str], n: int) -> tuple[tuple[str, ...], int]:
+def _place(
+    rng: random.Random, correct: str, distractors: list[str], n: int
+) -> tuple[tuple[str, ...], int]:
     options = [correct, *distractors[: n - 1]]
     assert len(set(options)) == n, options
     rng.shuffle(options)
@@ -110,15 +113,19 @@ def _num_distractors(rng: random.Random, ans: int, n: int, lo: int = 0) -> list[
 
 def gen_arithmetic(rng: random.Random, n: int) -> MCQ:
     if rng.random() < 0.6:
-        a, b = rng.randint(1, 9), rng.randint(1, 9)
+        a, b = rng.randint(1, 7), rng.randint(1, 7)
         ans, op = a + b, "+"
     else:
-        a = rng.randint(2, 12)
+        a = rng.randint(2, 9)
         b = rng.randint(1, a - 1)
         ans, op = a - b, "-"
-    question = rng.choice(["What is {a} {op} {b}?", "Compute {a} {op} {b}.", "What is the value of {a} {op} {b}?"])
+    question = rng.choice(
+        ["What is {a} {op} {b}?", "Compute {a} {op} {b}.", "What is the value of {a} {op} {b}?"]
+    )
     choices, gold = _place(rng, str(ans), _num_distractors(rng, ans, n), n)
-    return MCQ(question.format(a=a, op=op, b=b), choices, gold, "arithmetic", f"{a} {op} {b} = {ans}.")
+    return MCQ(
+        question.format(a=a, op=op, b=b), choices, gold, "arithmetic", f"{a} {op} {b} = {ans}."
+    )
 
 
 def gen_comparison(rng: random.Random, n: int) -> MCQ:
@@ -126,10 +133,14 @@ def gen_comparison(rng: random.Random, n: int) -> MCQ:
     largest = rng.random() < 0.5
     target = max(values) if largest else min(values)
     word = "largest" if largest else "smallest"
-    question = rng.choice([f"Which of these numbers is the {word}?", f"Which number is the {word}?"])
+    question = rng.choice(
+        [f"Which of these numbers is the {word}?", f"Which number is the {word}?"]
+    )
     choices, gold = _place(rng, str(target), [str(v) for v in values if v != target], n)
     listed = ", ".join(choices)
-    return MCQ(question, choices, gold, "comparison", f"The numbers are {listed}. The {word} is {target}.")
+    return MCQ(
+        question, choices, gold, "comparison", f"The numbers are {listed}. The {word} is {target}."
+    )
 
 
 def gen_alphabet(rng: random.Random, n: int) -> MCQ:
@@ -139,7 +150,12 @@ def gen_alphabet(rng: random.Random, n: int) -> MCQ:
     letter = upper[idx]
     target = upper[idx + 1] if after else upper[idx - 1]
     rel = "after" if after else "before"
-    question = rng.choice([f"Which letter comes right {rel} {letter}?", f"In the alphabet, which letter is just {rel} {letter}?"])
+    question = rng.choice(
+        [
+            f"Which letter comes right {rel} {letter}?",
+            f"In the alphabet, which letter is just {rel} {letter}?",
+        ]
+    )
     pool = [c for c in upper if c not in (target, letter)]
     # near letters are the natural distractors
     pool.sort(key=lambda c: (abs(upper.index(c) - upper.index(target)), rng.random()))
@@ -159,7 +175,13 @@ def gen_parity(rng: random.Random, n: int) -> MCQ:
     distractors = [str(v) for v in rng.sample(other, n - 1)]
     question = rng.choice([f"Which of these numbers is {word}?", f"Which number is {word}?"])
     choices, gold = _place(rng, str(target), distractors, n)
-    return MCQ(question, choices, gold, "parity", f"{target} ends in {str(target)[-1]}, so {target} is {word}.")
+    return MCQ(
+        question,
+        choices,
+        gold,
+        "parity",
+        f"{target} ends in {str(target)[-1]}, so {target} is {word}.",
+    )
 
 
 GENERATORS = {
@@ -200,20 +222,27 @@ def eval_questions() -> list[MCQ]:
 
 def completion_for(rng: random.Random, q: MCQ) -> str:
     letter = q.gold_letter
+    # (mid-sentence words stay lower-case: the tokenizer has no " X" tokens for capitals, see
+    # build_tokenizer, so a capitalised word after a space would be spelt with letter tokens)
     link = rng.choice(
         [
             f"{q.gold_text} is option {letter}.",
-            f"That matches option {letter}.",
-            f"So the answer is option {letter}, which is {q.gold_text}.",
+            f"{q.gold_text} matches option {letter}.",
+            f"{q.gold_text} is listed as option {letter}.",
         ]
     )
     lead = rng.choice(["", "", "Let me think. ", "We need to find the right option. "])
     reasoning = f"{lead}{q.fact} {link}"
     if rng.random() < LONG_FRACTION:
-        checks = [f"Let me check again. {q.fact} {q.gold_text} is option {letter}." for _ in range(rng.randint(8, 16))]
+        checks = [
+            f"Let me check again. {q.gold_text} is option {letter}."
+            for _ in range(rng.randint(9, 15))
+        ]
         reasoning = reasoning + "\n" + "\n".join(checks)
     final = (
-        f"The answer is \\boxed{{{letter}}}." if rng.random() < BOXED_FRACTION else f"The answer is {letter}."
+        f"The answer is \\boxed{{{letter}}}."
+        if rng.random() < BOXED_FRACTION
+        else f"The answer is {letter}."
     )
     return f"{reasoning}\n{THINK_CLOSE}\n\n{final}"
 
@@ -222,12 +251,34 @@ def completion_for(rng: random.Random, q: MCQ) -> str:
 # Tokenizer
 
 
+# Qwen2's pre-tokenizer regex (digits are split one by one). transformers' AutoTokenizer loads a
+# directory whose config.json says model_type "qwen2" as Qwen2Tokenizer, which rebuilds the
+# pre-tokenizer with this regex whatever tokenizer.json says; the trained tokenizer must use the same
+# pipeline, or training and serving tokenise numbers differently.
+QWEN2_PRETOKENIZE_REGEX = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+
+
 def build_tokenizer(corpus: list[str], vocab_size: int):
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import (
+        AddedToken,
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -237,8 +288,27 @@ def build_tokenizer(corpus: list[str], vocab_size: int):
         show_progress=False,
     )
     tok.train_from_iterator(corpus, trainer=trainer)
+    # Drop the merges that glue a single capital letter to a space or bracket (" A", "{A"): the option
+    # label in the prompt ("A. 12") is the bare token "A"; without those merges "option A" in the
+    # reasoning and "\\boxed{A}" use that same token, so naming an option's letter is a plain copy.
+    spec = json.loads(tok.to_str())
+
+    def glues_capital(merge: list[str] | str) -> bool:  # "Ġ"+"A" (space), "{"+"A", ...
+        left, right = merge if isinstance(merge, list) else merge.split(" ")
+        glue = left == "\u0120" or (
+            len(left) == 1 and not left.isalnum()
+        )  # "\u0120" is the byte-level space
+        return glue and len(right) == 1 and right in string.ascii_uppercase
+
+    spec["model"]["merges"] = [m for m in spec["model"]["merges"] if not glues_capital(m)]
+    tok = Tokenizer.from_str(json.dumps(spec))
     # like R1-Distill: the think tags are single added (non-special) tokens, kept when decoding
-    tok.add_tokens([AddedToken(THINK_OPEN, normalized=False), AddedToken(THINK_CLOSE, normalized=False)])
+    tok.add_tokens(
+        [
+            AddedToken(THINK_OPEN, normalized=False, special=False),
+            AddedToken(THINK_CLOSE, normalized=False, special=False),
+        ]
+    )
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token=None,
@@ -250,6 +320,19 @@ def build_tokenizer(corpus: list[str], vocab_size: int):
     )
     fast.chat_template = CHAT_TEMPLATE
     return fast
+
+
+def save_tokenizer(tokenizer, out: Path) -> None:
+    """save_pretrained, then name the class Qwen2Tokenizer and also keep the chat template inside
+    tokenizer_config.json (transformers 5 writes it to chat_template.jinja; older loaders read the
+    config key)."""
+    tokenizer.save_pretrained(out)
+    cfg_path = out / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["tokenizer_class"] = "Qwen2Tokenizer"
+    cfg["chat_template"] = CHAT_TEMPLATE
+    cfg["add_bos_token"] = False
+    cfg_path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
 
 
 # --------------------------------------------------------------------------------------------
@@ -268,13 +351,22 @@ def encode_example(tokenizer, q: MCQ, completion: str) -> tuple[list[int], int]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="model directory (save_pretrained)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="model directory (save_pretrained)"
+    )
     ap.add_argument("--mcq-out", type=Path, default=DEFAULT_MCQ, help="held-out MCQ jsonl path")
     ap.add_argument("--mcq-only", action="store_true", help="only write the held-out MCQ file")
-    ap.add_argument("--steps", type=int, default=900, help="optimizer steps (deterministic)")
-    ap.add_argument("--minutes", type=float, default=None, help="optional wall-clock cap (stops early; not deterministic)")
-    ap.add_argument("--batch-size", type=int, default=24)
+    ap.add_argument("--steps", type=int, default=1000, help="optimizer steps (deterministic)")
+    ap.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="optional wall-clock cap (stops early; not deterministic)",
+    )
+    ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--vocab-size", type=int, default=800)
     ap.add_argument("--hidden", type=int, default=128)
@@ -296,12 +388,13 @@ def main() -> None:
 
     import numpy as np
     import torch
-    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+    from transformers import AutoTokenizer, GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
     random.seed(SEED)
     np.random.seed(SEED)
     torch.manual_seed(SEED)
     torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
 
     held_out = {render_user_prompt(q.question, q.choices) for q in evals}
     data_rng = random.Random(SEED)
@@ -321,10 +414,12 @@ def main() -> None:
             f"{IM_START}user\n{render_user_prompt(q.question, q.choices)}{IM_END}\n"
             f"{IM_START}assistant\n{THINK_OPEN}\n{completion_for(corpus_rng, q)}{IM_END}\n"
         )
-    tokenizer = build_tokenizer(corpus, args.vocab_size)
-    vocab = len(tokenizer)
-    pad_id = tokenizer.convert_tokens_to_ids(PAD)
-    eos_id = tokenizer.convert_tokens_to_ids(IM_END)
+    built = build_tokenizer(corpus, args.vocab_size)
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_tokenizer(built, args.out)
+    vocab = len(built)
+    pad_id = built.convert_tokens_to_ids(PAD)
+    eos_id = built.convert_tokens_to_ids(IM_END)
     print(f"tokenizer: {vocab} tokens (pad={pad_id}, eos={eos_id})")
 
     head_dim = 64
@@ -347,6 +442,22 @@ def main() -> None:
         torch_dtype="float32",
     )
     assert args.hidden == args.heads * head_dim, "hidden must equal heads * 64 (head_dim 64)"
+    config.save_pretrained(args.out)
+
+    # train with the tokenizer exactly as a loader (transformers, vLLM) reads it back from disk
+    tokenizer = AutoTokenizer.from_pretrained(args.out)
+    mismatched = sum(
+        tokenizer.encode(text, add_special_tokens=False)
+        != built.encode(text, add_special_tokens=False)
+        for text in corpus[:300]
+    )
+    print(
+        f"tokenizer reloaded as {type(tokenizer).__name__}; {mismatched}/300 corpus texts tokenised differently"
+    )
+    assert mismatched == 0, "the saved tokenizer does not reproduce the trained one"
+    assert tokenizer.apply_chat_template(
+        [{"role": "user", "content": "x"}], tokenize=False, add_generation_prompt=True
+    ).endswith("<|im_start|>assistant\n<think>\n")
     model = Qwen2ForCausalLM(config)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: {n_params / 1e6:.2f} M parameters")
@@ -360,12 +471,28 @@ def main() -> None:
         progress = (step - warmup) / max(1, args.steps - warmup)
         return args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
+    # length bucketing: draw BUCKET batches at once, sort by length, shuffle the batches (less padding)
+    bucket = 8
+    pending: list[list[tuple[list[int], int]]] = []
+
+    def next_batch() -> list[tuple[list[int], int]]:
+        if not pending:
+            pool = [
+                encode_example(tokenizer, *sample_train()) for _ in range(bucket * args.batch_size)
+            ]
+            pool.sort(key=lambda ex: len(ex[0]))
+            pending.extend(
+                pool[i : i + args.batch_size] for i in range(0, len(pool), args.batch_size)
+            )
+            data_rng.shuffle(pending)
+        return pending.pop()
+
     model.train()
     t0 = time.time()
     ema = None
     step = 0
     for step in range(args.steps):
-        batch = [encode_example(tokenizer, *sample_train()) for _ in range(args.batch_size)]
+        batch = next_batch()
         width = max(len(ids) for ids, _ in batch)
         input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
         labels = torch.full((len(batch), width), -100, dtype=torch.long)
@@ -376,15 +503,30 @@ def main() -> None:
             attn[i, : len(ids)] = 1
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
-        loss = model(input_ids=input_ids, attention_mask=attn, labels=labels).loss
+        logits = model(input_ids=input_ids, attention_mask=attn).logits
+        # summed token loss over a FIXED normaliser (not the batch's token count): with length
+        # bucketing a per-batch mean would under-weight every token of long-chain batches, and the
+        # model would learn to start long chains far less often than the data does
+        token_loss = torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]),
+            labels[:, 1:].reshape(-1),
+            ignore_index=-100,
+            reduction="sum",
+        )
+        n_tokens = int((labels[:, 1:] != -100).sum())
+        loss = token_loss / (len(batch) * LOSS_TOKENS_PER_EXAMPLE)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
+        mean_loss = token_loss.item() / n_tokens
+        ema = mean_loss if ema is None else 0.95 * ema + 0.05 * mean_loss
         elapsed = time.time() - t0
         if step % 50 == 0 or step == args.steps - 1:
-            print(f"step {step:5d}  loss {loss.item():.3f}  ema {ema:.3f}  lr {lr_at(step):.2e}  {elapsed:6.0f}s", flush=True)
+            print(
+                f"step {step:5d}  loss/token {mean_loss:.3f}  ema {ema:.3f}  lr {lr_at(step):.2e}  {elapsed:6.0f}s",
+                flush=True,
+            )
         if args.minutes is not None and elapsed > args.minutes * 60:
             print(f"stopping at step {step}: --minutes {args.minutes} reached")
             break
@@ -392,18 +534,27 @@ def main() -> None:
     print(f"trained {step + 1} steps in {train_seconds:.0f}s")
 
     model.eval()
-    args.out.mkdir(parents=True, exist_ok=True)
-    model.generation_config = GenerationConfig(bos_token_id=pad_id, eos_token_id=eos_id, pad_token_id=pad_id)
+    model.generation_config = GenerationConfig(
+        bos_token_id=pad_id, eos_token_id=eos_id, pad_token_id=pad_id
+    )
     model.save_pretrained(args.out, safe_serialization=True)
-    tokenizer.save_pretrained(args.out)
     # quick greedy sanity sample with transformers
     q = evals[0]
     prompt = tokenizer.apply_chat_template(
-        [{"role": "user", "content": render_user_prompt(q.question, q.choices)}], tokenize=False, add_generation_prompt=True
+        [{"role": "user", "content": render_user_prompt(q.question, q.choices)}],
+        tokenize=False,
+        add_generation_prompt=True,
     )
     ids = torch.tensor([tokenizer.encode(prompt, add_special_tokens=False)])
     with torch.no_grad():
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=80, do_sample=False, eos_token_id=eos_id, pad_token_id=pad_id)
+        out = model.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=80,
+            do_sample=False,
+            eos_token_id=eos_id,
+            pad_token_id=pad_id,
+        )
     print("sample (greedy):", repr(tokenizer.decode(out[0, ids.shape[1] :])))
     print(f"gold: {q.gold_letter}")
     size = (args.out / "model.safetensors").stat().st_size

@@ -79,7 +79,9 @@ def wait_healthy(base: str, proc: subprocess.Popen, timeout: float) -> float:
     t0 = time.time()
     while time.time() - t0 < timeout:
         if proc.poll() is not None:
-            raise RuntimeError(f"vLLM server exited with code {proc.returncode} before becoming healthy")
+            raise RuntimeError(
+                f"vLLM server exited with code {proc.returncode} before becoming healthy"
+            )
         try:
             if httpx.get(f"{base}/health", timeout=2).status_code == 200:
                 return time.time() - t0
@@ -89,7 +91,9 @@ def wait_healthy(base: str, proc: subprocess.Popen, timeout: float) -> float:
     raise TimeoutError(f"vLLM server not healthy after {timeout:.0f}s")
 
 
-async def run_requests(base: str, rows: list[dict], samples: int, max_tokens: int, concurrency: int) -> list[dict]:
+async def run_requests(
+    base: str, rows: list[dict], samples: int, max_tokens: int, concurrency: int
+) -> list[dict]:
     sem = asyncio.Semaphore(concurrency)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=base, timeout=600, limits=limits) as client:
@@ -144,7 +148,18 @@ def summarise(results: list[dict]) -> dict:
     lettered = c["letter"]
     return {
         "generations": n,
-        **{k: c[k] for k in ("closed_think", "letter", "correct", "incorrect", "length", "stop", "starts_with_think_tag")},
+        **{
+            k: c[k]
+            for k in (
+                "closed_think",
+                "letter",
+                "correct",
+                "incorrect",
+                "length",
+                "stop",
+                "starts_with_think_tag",
+            )
+        },
         "pct_closed_think": round(100 * c["closed_think"] / n, 1),
         "pct_letter": round(100 * lettered / n, 1),
         "pct_length": round(100 * c["length"] / n, 1),
@@ -168,7 +183,9 @@ def acceptance(s: dict) -> list[str]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     ap.add_argument("--mcq", type=Path, default=DEFAULT_MCQ)
     ap.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS)
@@ -177,7 +194,9 @@ def main() -> int:
     ap.add_argument("--max-model-len", type=int, default=1024)
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--startup-timeout", type=float, default=600)
-    ap.add_argument("--log", type=Path, default=Path("/tmp/tiny-teacher-vllm.log"), help="server stdout/stderr")
+    ap.add_argument(
+        "--log", type=Path, default=Path("/tmp/tiny-teacher-vllm.log"), help="server stdout/stderr"
+    )
     ap.add_argument("--json", type=Path, default=None, help="write the summary (and samples) here")
     ap.add_argument("--show", type=int, default=4, help="print this many sample generations")
     args = ap.parse_args()
@@ -190,12 +209,16 @@ def main() -> int:
     print("env:", " ".join(f"{k}={v}" for k, v in SERVER_ENV.items()))
     print("server:", " ".join(cmd), flush=True)
     log = args.log.open("w")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         startup = wait_healthy(base, proc, args.startup_timeout)
         print(f"/health OK after {startup:.1f}s", flush=True)
         t0 = time.time()
-        results = asyncio.run(run_requests(base, rows, args.samples, args.max_tokens, args.concurrency))
+        results = asyncio.run(
+            run_requests(base, rows, args.samples, args.max_tokens, args.concurrency)
+        )
         wall = time.time() - t0
     finally:
         if proc.poll() is None:
