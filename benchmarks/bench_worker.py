@@ -27,11 +27,9 @@ from sqlalchemy import Engine
 
 from distill.config import Settings
 from distill.db import make_engine, session_scope
-from distill.grading import grade
 from distill.jobs import Failure, Success, claim, finish
 from distill.migrate import upgrade
-from distill.parsing import parse_completion
-from distill.runner import Runner
+from distill.runner import Runner, generation_values
 from distill.teacher import OpenAITeacher
 from schemas.teacher import TeacherResult
 from tests.helpers import add_questions, enqueue
@@ -116,24 +114,8 @@ def bench_naive(settings: Settings, engine: Engine, ids: list[int]) -> tuple[flo
             latency_s=time.perf_counter() - t0,
             model=data["model"],
         )
-        parsed = parse_completion(result, n_options=job.n_options)
-        outcome = grade(parsed, finish_reason=result.finish_reason, gold_letter=job.gold_letter)
-        generation = {
-            "teacher_model": result.model,
-            "request": {"messages": job.messages, "params": body},
-            "raw_text": result.text,
-            "raw_reasoning": None,
-            "response_shape": parsed.shape,
-            "reasoning": parsed.reasoning,
-            "answer_text": parsed.answer_text,
-            "predicted_letter": parsed.letter,
-            "predicted_index": None,
-            "finish_reason": result.finish_reason,
-            "outcome": outcome,
-            "prompt_tokens": None,
-            "completion_tokens": result.completion_tokens,
-            "latency_s": result.latency_s,
-        }
+        params = {k: v for k, v in body.items() if k not in ("model", "messages")}
+        generation = generation_values(job, result, params)
         results: list[Success | Failure] = [Success(job_id, job.lease_token, generation)]
         with session_scope(engine) as s:
             finish(s, results, max_attempts=3)

@@ -196,33 +196,8 @@ class Runner:
         except Exception as exc:  # a bug or an unexpected library error: retry, keep the message
             log.exception("job %d: unexpected error", job.job_id)
             return Failure(job.job_id, job.lease_token, f"{type(exc).__name__}: {exc}", True)
-        return Success(job.job_id, job.lease_token, self._generation(job, result))
-
-    def _generation(self, job: ClaimedJob, result: TeacherResult) -> dict[str, Any]:
-        parsed = parse_completion(result, n_options=job.n_options)
-        outcome = grade(parsed, finish_reason=result.finish_reason, gold_letter=job.gold_letter)
-        predicted_index = (
-            letter_to_original_index(parsed.letter, job.choice_order) if parsed.letter else None
-        )
-        return {
-            "teacher_model": result.model,
-            "request": {
-                "messages": job.messages,
-                "params": self._teacher.request_params(job.max_tokens),
-            },
-            "raw_text": result.text,
-            "raw_reasoning": result.reasoning_content,
-            "response_shape": parsed.shape,
-            "reasoning": parsed.reasoning,
-            "answer_text": parsed.answer_text,
-            "predicted_letter": parsed.letter,
-            "predicted_index": predicted_index,
-            "finish_reason": result.finish_reason,
-            "outcome": outcome,
-            "prompt_tokens": result.prompt_tokens,
-            "completion_tokens": result.completion_tokens,
-            "latency_s": result.latency_s,
-        }
+        params = self._teacher.request_params(job.max_tokens)
+        return Success(job.job_id, job.lease_token, generation_values(job, result, params))
 
     async def _writer(self) -> None:
         while True:
@@ -253,6 +228,33 @@ class Runner:
     def _finish(self, results: Sequence[Success | Failure]) -> dict[int, JobStatus | None]:
         with session_scope(self._engine) as session:
             return finish(session, results, max_attempts=self._settings.max_attempts)
+
+
+def generation_values(
+    job: ClaimedJob, result: TeacherResult, params: dict[str, Any]
+) -> dict[str, Any]:
+    """The stored exchange: request, raw response, how it was read, and how it was graded."""
+    parsed = parse_completion(result, n_options=job.n_options)
+    outcome = grade(parsed, finish_reason=result.finish_reason, gold_letter=job.gold_letter)
+    predicted_index = (
+        letter_to_original_index(parsed.letter, job.choice_order) if parsed.letter else None
+    )
+    return {
+        "teacher_model": result.model,
+        "request": {"messages": job.messages, "params": params},
+        "raw_text": result.text,
+        "raw_reasoning": result.reasoning_content,
+        "response_shape": parsed.shape,
+        "reasoning": parsed.reasoning,
+        "answer_text": parsed.answer_text,
+        "predicted_letter": parsed.letter,
+        "predicted_index": predicted_index,
+        "finish_reason": result.finish_reason,
+        "outcome": outcome,
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "latency_s": result.latency_s,
+    }
 
 
 def _resolve(futures: list[concurrent.futures.Future[JobOutcome]], outcome: JobOutcome) -> None:

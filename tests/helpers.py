@@ -8,7 +8,7 @@ from sqlalchemy import Engine, insert
 
 from distill.db import session_scope
 from distill.enqueue import EnqueuePlan, create_run
-from distill.models import Question
+from distill.models import Outcome, Question
 from distill.prompts import LETTERS
 from schemas.mcq import MCQRecord
 
@@ -57,3 +57,24 @@ def enqueue(
             max_tokens=max_tokens,
             seed=seed,
         )
+
+
+def generation(outcome: Outcome = Outcome.correct) -> dict[str, object]:
+    """Column values of a stored generation with the given outcome, for finishing a job."""
+    truncated = outcome == Outcome.truncated
+    return {
+        "teacher_model": "test-teacher",
+        "request": {"messages": [], "params": {}},
+        "raw_text": "x" if truncated else "x</think>The answer is A.",
+        "raw_reasoning": None,
+        "response_shape": "no_marker" if truncated else "open_tag_omitted",
+        "reasoning": "x",
+        "answer_text": None if truncated else "The answer is A.",
+        "predicted_letter": None if truncated else "A",
+        "predicted_index": None if truncated else 0,
+        "finish_reason": "length" if truncated else "stop",
+        "outcome": outcome,
+        "prompt_tokens": 10,
+        "completion_tokens": 100,
+        "latency_s": 0.1,
+    }

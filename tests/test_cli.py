@@ -20,7 +20,7 @@ from distill.jobs import Success, claim, finish
 from distill.models import Job, JobStatus, Outcome
 from distill.queue import QUEUE
 from tests.e2e_support import redis_db
-from tests.helpers import add_questions, enqueue
+from tests.helpers import add_questions, enqueue, generation
 
 _register()
 runner = CliRunner()
@@ -131,32 +131,13 @@ def test_status_json_counts(settings: Settings, engine: Engine) -> None:
     with session_scope(engine) as s:
         c = claim(s, ids[:1], lease_seconds=60, max_attempts=3).claimed[0]
     with session_scope(engine) as s:
-        finish(s, [Success(c.job_id, c.lease_token, _generation(Outcome.correct))], max_attempts=3)
+        finish(s, [Success(c.job_id, c.lease_token, generation(Outcome.correct))], max_attempts=3)
     report = json.loads(runner.invoke(app, ["status", "--json"]).output)
     assert report["jobs"]["done"] == 1 and report["outcomes"]["correct"] == 1
     assert report["accuracy"] == 1.0 and report["jobs_per_min"] > 0
     assert report["completion_tokens_per_s"] > 0 and report["eta_s"] is not None
     table = runner.invoke(app, ["status"])
     assert table.exit_code == 0 and "accuracy" in table.output
-
-
-def _generation(outcome: Outcome) -> dict[str, object]:
-    return {
-        "teacher_model": "test-teacher",
-        "request": {"messages": [], "params": {}},
-        "raw_text": "",
-        "raw_reasoning": None,
-        "response_shape": "no_marker",
-        "reasoning": None,
-        "answer_text": None,
-        "predicted_letter": None,
-        "predicted_index": None,
-        "finish_reason": "length" if outcome == Outcome.truncated else "stop",
-        "outcome": outcome,
-        "prompt_tokens": 10,
-        "completion_tokens": 100,
-        "latency_s": 1.0,
-    }
 
 
 def test_retry_failed_requeues_and_publishes(
@@ -184,7 +165,7 @@ def test_retry_truncated_needs_a_bigger_budget(
         with session_scope(engine) as s:
             c = claim(s, [job_id], lease_seconds=60, max_attempts=3).claimed[0]
         with session_scope(engine) as s:
-            finish(s, [Success(job_id, c.lease_token, _generation(outcome))], max_attempts=3)
+            finish(s, [Success(job_id, c.lease_token, generation(outcome))], max_attempts=3)
     assert runner.invoke(app, ["retry", "--truncated"]).exit_code == 1
     same = runner.invoke(app, ["retry", "--truncated", "--max-tokens", "256"])
     assert same.exit_code == 1 and "larger than 256" in same.output

@@ -10,27 +10,8 @@ from sqlalchemy import Engine, create_engine, func, select, update
 
 from distill.db import session_scope
 from distill.jobs import Failure, Success, claim, finish
-from distill.models import Base, Generation, Job, JobStatus, Outcome, utcnow
-from tests.helpers import add_questions, enqueue
-
-
-def _gen() -> dict[str, object]:
-    return {
-        "teacher_model": "test-teacher",
-        "request": {"messages": [], "params": {}},
-        "raw_text": "x</think>The answer is A.",
-        "raw_reasoning": None,
-        "response_shape": "open_tag_omitted",
-        "reasoning": "x",
-        "answer_text": "The answer is A.",
-        "predicted_letter": "A",
-        "predicted_index": 0,
-        "finish_reason": "stop",
-        "outcome": Outcome.correct,
-        "prompt_tokens": 1,
-        "completion_tokens": 2,
-        "latency_s": 0.1,
-    }
+from distill.models import Base, Generation, Job, JobStatus, utcnow
+from tests.helpers import add_questions, enqueue, generation
 
 
 def _claim(engine: Engine, ids: list[int], lease: float = 60.0, cap: int = 3):  # type: ignore[no-untyped-def]
@@ -69,9 +50,11 @@ def test_claim_finish_and_duplicate_messages(engine: Engine) -> None:
     assert not second.claimed and set(second.busy) == set(ids)
     assert all(0 < s <= 60 for s in second.busy.values())
     c = first.claimed[0]
-    assert _finish(engine, [Success(c.job_id, c.lease_token, _gen())]) == {c.job_id: JobStatus.done}
+    assert _finish(engine, [Success(c.job_id, c.lease_token, generation())]) == {
+        c.job_id: JobStatus.done
+    }
     # The same result delivered again changes nothing.
-    assert _finish(engine, [Success(c.job_id, c.lease_token, _gen())]) == {c.job_id: None}
+    assert _finish(engine, [Success(c.job_id, c.lease_token, generation())]) == {c.job_id: None}
     assert _claim(engine, [c.job_id]).final == [c.job_id]
     job = _job(engine, c.job_id)
     assert job.status == JobStatus.done and job.attempts == 1 and job.finished_at is not None
@@ -86,8 +69,10 @@ def test_expired_lease_is_reclaimed_and_the_old_owner_loses(engine: Engine) -> N
     _expire(engine, job_id)
     new = _claim(engine, [job_id]).claimed[0]
     assert new.attempts == 2 and new.lease_token != old.lease_token
-    assert _finish(engine, [Success(job_id, old.lease_token, _gen())]) == {job_id: None}
-    assert _finish(engine, [Success(job_id, new.lease_token, _gen())]) == {job_id: JobStatus.done}
+    assert _finish(engine, [Success(job_id, old.lease_token, generation())]) == {job_id: None}
+    assert _finish(engine, [Success(job_id, new.lease_token, generation())]) == {
+        job_id: JobStatus.done
+    }
 
 
 def test_retryable_failures_until_the_cap_then_failed_with_the_error(engine: Engine) -> None:
@@ -165,7 +150,7 @@ def test_state_machine_invariants(ops: list[tuple[str, int]]) -> None:
         elif tokens[job_id]:
             token = tokens[job_id][0] if op == "stale_ok" else tokens[job_id][-1]
             result: Success | Failure = (
-                Success(job_id, token, _gen())
+                Success(job_id, token, generation())
                 if op in ("ok", "stale_ok")
                 else Failure(job_id, token, "boom", op == "retryable")
             )
