@@ -18,7 +18,7 @@ What it does, deterministically (fixed seeds, fixed step count, 2 torch threads)
 
 Usage::
 
-    .venv/bin/python scripts/build_tiny_teacher.py                # full build (~4 min on 2 cores)
+    .venv/bin/python scripts/build_tiny_teacher.py                # full build (~5 min on 2 idle cores)
     .venv/bin/python scripts/build_tiny_teacher.py --steps 50 --out /tmp/tt   # quick smoke build
     .venv/bin/python scripts/build_tiny_teacher.py --mcq-only      # only rewrite tiny_mcq.jsonl
 """
@@ -74,6 +74,8 @@ class MCQ:
     subject: str
     # short restatement of the solution, used in the reasoning
     fact: str
+    # how the reasoning names the option after the fact; None: a generic "<text> is option <X>."
+    link: str | None = None
 
     @property
     def gold_letter(self) -> str:
@@ -129,18 +131,21 @@ def gen_arithmetic(rng: random.Random, n: int) -> MCQ:
 
 
 def gen_comparison(rng: random.Random, n: int) -> MCQ:
-    values = rng.sample(range(1, 100), n)
+    # Options listed in increasing order (as numeric options usually are), so the smallest is always
+    # the first option and the largest the last: a positional rule the tiny model can pick up in a
+    # few minutes, unlike finding an arbitrary value among the options. This family is the one the
+    # model mostly gets right; the other families stay near chance.
+    values = sorted(rng.sample(range(1, 100), n))
     largest = rng.random() < 0.5
-    target = max(values) if largest else min(values)
     word = "largest" if largest else "smallest"
+    gold = n - 1 if largest else 0
     question = rng.choice(
         [f"Which of these numbers is the {word}?", f"Which number is the {word}?"]
     )
-    choices, gold = _place(rng, str(target), [str(v) for v in values if v != target], n)
-    listed = ", ".join(choices)
-    return MCQ(
-        question, choices, gold, "comparison", f"The numbers are {listed}. The {word} is {target}."
-    )
+    choices = tuple(str(v) for v in values)
+    where = "last" if largest else "first"
+    fact = f"The options are in increasing order, so the {word} is the {where} one, option {LETTERS[gold]}."
+    return MCQ(question, choices, gold, "comparison", fact, link="")
 
 
 def gen_alphabet(rng: random.Random, n: int) -> MCQ:
@@ -208,12 +213,13 @@ def eval_questions() -> list[MCQ]:
     k = 0
     for family in FAMILIES:
         for n in counts:
-            want = (k + k // 10) % n  # spread the gold letter over the positions
+            # spread the gold letter over the positions (comparison fixes it: first or last)
+            want = None if family == "comparison" else (k + k // 10) % n
             k += 1
             while True:
                 q = gen_question(rng, family, n)
                 key = render_user_prompt(q.question, q.choices)
-                if q.answer == want and key not in seen:
+                if want in (None, q.answer) and key not in seen:
                     seen.add(key)
                     out.append(q)
                     break
@@ -224,15 +230,19 @@ def completion_for(rng: random.Random, q: MCQ) -> str:
     letter = q.gold_letter
     # (mid-sentence words stay lower-case: the tokenizer has no " X" tokens for capitals, see
     # build_tokenizer, so a capitalised word after a space would be spelt with letter tokens)
-    link = rng.choice(
-        [
-            f"{q.gold_text} is option {letter}.",
-            f"{q.gold_text} matches option {letter}.",
-            f"{q.gold_text} is listed as option {letter}.",
-        ]
+    link = (
+        q.link
+        if q.link is not None
+        else rng.choice(
+            [
+                f"{q.gold_text} is option {letter}.",
+                f"{q.gold_text} matches option {letter}.",
+                f"{q.gold_text} is listed as option {letter}.",
+            ]
+        )
     )
     lead = rng.choice(["", "", "Let me think. ", "We need to find the right option. "])
-    reasoning = f"{lead}{q.fact} {link}"
+    reasoning = f"{lead}{q.fact} {link}".rstrip()
     if rng.random() < LONG_FRACTION:
         checks = [
             f"Let me check again. {q.gold_text} is option {letter}."
@@ -359,7 +369,7 @@ def main() -> None:
     )
     ap.add_argument("--mcq-out", type=Path, default=DEFAULT_MCQ, help="held-out MCQ jsonl path")
     ap.add_argument("--mcq-only", action="store_true", help="only write the held-out MCQ file")
-    ap.add_argument("--steps", type=int, default=1000, help="optimizer steps (deterministic)")
+    ap.add_argument("--steps", type=int, default=1500, help="optimizer steps (deterministic)")
     ap.add_argument(
         "--minutes",
         type=float,
@@ -367,7 +377,7 @@ def main() -> None:
         help="optional wall-clock cap (stops early; not deterministic)",
     )
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--lr", type=float, default=6e-3)
     ap.add_argument("--vocab-size", type=int, default=800)
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--layers", type=int, default=4)

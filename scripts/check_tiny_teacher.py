@@ -8,8 +8,8 @@ stopped on ``finish_reason == "length"``. The server is stopped at the end.
 
 Usage::
 
-    .venv/bin/python scripts/check_tiny_teacher.py                  # max_tokens 128
-    .venv/bin/python scripts/check_tiny_teacher.py --max-tokens 96 --json /tmp/mix.json
+    .venv/bin/python scripts/check_tiny_teacher.py                  # max_tokens 96
+    .venv/bin/python scripts/check_tiny_teacher.py --max-tokens 160 --json /tmp/mix.json
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from distill.prompts import LETTERS, build_messages  # noqa: E402
 DEFAULT_MODEL = REPO_ROOT / "tests" / "assets" / "tiny_teacher"
 DEFAULT_MCQ = REPO_ROOT / "tests" / "assets" / "tiny_mcq.jsonl"
 SERVED_NAME = "tiny-teacher"
-DEFAULT_MAX_TOKENS = 128
+DEFAULT_MAX_TOKENS = 96
 
 BOXED = re.compile(r"\\boxed\{\s*([A-J])\s*\}")
 ANSWER_IS = re.compile(r"answer is\s*:?\s*\(?([A-J])\b")
