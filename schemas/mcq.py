@@ -40,7 +40,8 @@ class MCQRecord(BaseModel):
         cleaned = [c.strip() for c in value]
         if any(not c for c in cleaned):
             raise ValueError("an option is empty")
-        normalised = [normalise_text(c).casefold() for c in cleaned]
+        # Letter case is part of an option: genotypes `BB Bb` and `Bb Bb`, numerals `II` and `ii`.
+        normalised = [normalise_text(c) for c in cleaned]
         if len(set(normalised)) != len(normalised):
             raise ValueError("duplicate options")
         return cleaned

@@ -109,3 +109,33 @@ def test_letters_past_the_last_option_are_refused(n: int, data: st.DataObject) -
     beyond = data.draw(st.sampled_from(LETTERS[n:]))
     with pytest.raises(AnswerError, match=f"is not one of the {n} options"):
         resolve_answer(beyond, options)
+
+
+GENOTYPES = ["BB Bb", "Bb Bb", "bb Bb", "bB bb"]
+
+
+def test_answer_text_matches_exactly_before_ignoring_case() -> None:
+    # Options that differ only in letter case are different options.
+    assert resolve_answer("Bb Bb", GENOTYPES, fmt="text") == 1
+    assert resolve_answer("bb Bb", GENOTYPES, fmt="text") == 2
+    assert resolve_answer("bB  bb", GENOTYPES, fmt="text") == 3  # whitespace is normalised
+    assert resolve_answer("BB BB", ["BB BB", "Cc"], fmt="text") == 0
+
+
+def test_answer_text_ignoring_case_only_when_one_option_matches() -> None:
+    assert resolve_answer("BB bb", ["BB BB", "Cc"], fmt="text") == 0  # unambiguous
+    with pytest.raises(AnswerError, match="matches options A and C when letter case is ignored"):
+        resolve_answer("BB bb", ["BB Bb", "Cc", "bb Bb", "Dd"], fmt="text")
+    with pytest.raises(AnswerError, match="options A, B, C and D when"):
+        resolve_answer("BB bB", GENOTYPES, fmt="text")
+
+
+@pytest.mark.parametrize(
+    "choices",
+    [GENOTYPES, ["II", "ii", "iii"], ["Sc ≡ Ej", "sC ≡ eJ", "Cse", "cSE"]],
+)
+def test_options_differing_in_case_are_a_valid_question(choices: list[str]) -> None:
+    from schemas.mcq import MCQRecord
+
+    record = MCQRecord(question="Which?", choices=choices, answer_index=1)
+    assert record.choices == choices

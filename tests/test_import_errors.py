@@ -48,9 +48,16 @@ BAD_ROWS = [
     (_bad(answer=4), "answer", "index 4 is out of range for 4 options (indices are 0-based)"),
     (_bad(answer="Lima"), "answer", "'Lima' is not one of the 4 options"),
     (
-        _bad(choices=["Paris", "Rome", "paris "]),
+        # Duplicates after whitespace and Unicode normalisation only; the message quotes the
+        # option as compared.
+        _bad(choices=["Paris", "Rome", " Paris  "]),
         "choices",
-        "duplicate options: A and C are both 'paris '",
+        "duplicate options: A and C are both 'Paris'",
+    ),
+    (
+        _bad(choices=["Café", "Rome", "Cafe\u0301"]),
+        "choices",
+        "duplicate options: A and C are both 'Café'",
     ),
     (_bad(choices=["Paris"]), "choices", "1 option; a question needs 2 to 10"),
     (_bad(choices=[]), "choices", "0 options; a question needs 2 to 10"),
@@ -98,11 +105,11 @@ def test_csv_errors_name_the_option_column_and_data_row(tmp_path: Path) -> None:
         writer = csv.writer(out)
         writer.writerow(["question", "A", "B", "C", "key"])
         writer.writerow(["Q one?", "x", "y", "z", "A"])
-        writer.writerow(["Q two?", "x", "y", "X", "B"])
+        writer.writerow(["Q two?", "x", "y", "x ", "B"])
     mapping = FieldMapping(choices=("A", "B", "C"), answer="key")
     with pytest.raises(UserError) as info:
         load_mcqs(str(path), mapping=mapping)
-    assert str(info.value) == f"{path}: row 2: field 'C': duplicate options: A and C are both 'X'"
+    assert str(info.value) == f"{path}: row 2: field 'C': duplicate options: A and C are both 'x'"
 
 
 def test_csv_row_with_a_gap_between_options(tmp_path: Path) -> None:
@@ -129,3 +136,16 @@ def test_labels_that_do_not_match_the_texts(tmp_path: Path) -> None:
 def test_empty_constant_subject_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="subject must not be empty"):
         load_mcqs(str(_file(tmp_path, json.dumps(GOOD))), subject="  ")
+
+
+def test_options_that_differ_only_in_case_import(tmp_path: Path) -> None:
+    rows = [
+        {"question": "Which genotype?", "choices": ["BB Bb", "Bb Bb", "bb Bb"], "answer": "Bb Bb"},
+        {"question": "Which numeral?", "choices": ["II", "ii", "iii"], "answer": "ii"},
+        {"question": "Translate.", "choices": ["Sc ≡ Ej", "sC ≡ eJ", "Cse"], "answer": 1},
+    ]
+    path = tmp_path / "q.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    records = load_mcqs(str(path)).records
+    assert [r.answer_index for r in records] == [1, 1, 1]
+    assert [r.choices for r in records] == [row["choices"] for row in rows]

@@ -76,11 +76,26 @@ def resolve_answer(
         if not _DIGITS.match(text):
             raise AnswerError(f"{show(value)} is not {_expected(fmt)}")
         return _index(int(text), n)
-    wanted = normalise_text(text).casefold()
-    for i, option in enumerate(options):
-        if normalise_text(option).casefold() == wanted:
-            return i
-    raise AnswerError(f"{show(value)} is not one of the {n} options")
+    return _by_text(value, text, options)
+
+
+def _by_text(value: object, text: str, options: Sequence[str]) -> int:
+    """The option whose text the answer is: exactly (after normalisation), else ignoring case
+    when that names one option only (`bb` is ambiguous among `BB`, `Bb`, `bB`)."""
+    wanted = normalise_text(text)
+    normalised = [normalise_text(option) for option in options]
+    if wanted in normalised:
+        return normalised.index(wanted)
+    folded = [i for i, option in enumerate(normalised) if option.casefold() == wanted.casefold()]
+    if len(folded) == 1:
+        return folded[0]
+    if folded:
+        letters = ", ".join(LETTERS[i] for i in folded[:-1]) + f" and {LETTERS[folded[-1]]}"
+        raise AnswerError(
+            f"{show(value)} matches options {letters} when letter case is ignored, and none "
+            "exactly; give the exact option text or a letter"
+        )
+    raise AnswerError(f"{show(value)} is not one of the {len(options)} options")
 
 
 def _index(i: int, n: int) -> int:
