@@ -8,6 +8,17 @@ from distill.models import Outcome
 from distill.prompts import LETTERS
 from schemas.teacher import ParsedCompletion
 
+# The two ways a generation ends on its own: the model's end of turn, or the token budget.
+# Any other reason (vLLM's "abort" when the server shuts down with requests in flight, "error",
+# "content_filter") says nothing about the question: it is retried, never graded. A server that
+# sends no reason at all is graded on its text (an unclosed chain is still truncated), but such
+# a generation is never exported as a reasoning record, which needs "stop".
+RESULT_FINISH_REASONS = frozenset({"stop", "length"})
+
+
+def is_result(finish_reason: str | None) -> bool:
+    return finish_reason is None or finish_reason in RESULT_FINISH_REASONS
+
 
 def grade(parsed: ParsedCompletion, *, finish_reason: str | None, gold_letter: str) -> Outcome:
     """The outcome of one generation; the rules are checked in this order.
@@ -16,7 +27,11 @@ def grade(parsed: ParsedCompletion, *, finish_reason: str | None, gold_letter: s
     truncated    the server stopped on the token budget, or the chain never closed
     unparseable  the chain closed but no option letter follows it
     correct / incorrect  the letter against the gold letter (both as presented to the teacher)
+
+    Only generations that ended on "stop" or "length" are graded (see is_result).
     """
+    if not is_result(finish_reason):
+        raise ValueError(f"finish_reason {finish_reason!r} is not a result; retry the request")
     if parsed.shape == "empty":
         return Outcome.empty
     if finish_reason == "length" or not _chain_closed(parsed):

@@ -26,7 +26,7 @@ from tenacity import retry, stop_after_attempt, wait_exponential
 
 from distill.config import Settings
 from distill.db import get_engine, session_scope
-from distill.grading import grade, letter_to_original_index
+from distill.grading import grade, is_result, letter_to_original_index
 from distill.jobs import ClaimedJob, ClaimResult, Failure, Success, claim, finish
 from distill.models import JobStatus
 from distill.parsing import parse_completion
@@ -196,6 +196,20 @@ class Runner:
         except Exception as exc:  # a bug or an unexpected library error: retry, keep the message
             log.exception("job %d: unexpected error", job.job_id)
             return Failure(job.job_id, job.lease_token, f"{type(exc).__name__}: {exc}", True)
+        if not is_result(result.finish_reason):
+            # E.g. vLLM aborting in-flight requests as it shuts down: not an answer to grade.
+            log.warning(
+                "job %d: generation ended with finish_reason %r; retrying",
+                job.job_id,
+                result.finish_reason,
+            )
+            return Failure(
+                job.job_id,
+                job.lease_token,
+                f"the server ended the generation without a result (finish_reason "
+                f"{result.finish_reason!r} after {result.completion_tokens} tokens)",
+                True,
+            )
         params = self._teacher.request_params(job.max_tokens)
         return Success(job.job_id, job.lease_token, generation_values(job, result, params))
 

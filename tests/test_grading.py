@@ -118,3 +118,10 @@ def test_fake_teacher_answers_from_the_options_block_only() -> None:
         question = f"Which statement {i} holds?\nA. one\nE. five\nJ. ten"
         reply = fake_reply(render_user_prompt(question, ["w", "x", "y", "z"]), 4096)
         assert reply.letter is None or reply.letter in "ABCD"
+
+
+@pytest.mark.parametrize("finish", ["abort", "error", "repetition"])
+def test_a_generation_the_server_ended_is_not_graded(finish: str) -> None:
+    parsed = parse_completion("chain</think>The answer is B.", n_options=4)
+    with pytest.raises(ValueError, match="not a result"):
+        grade(parsed, finish_reason=finish, gold_letter="B")

@@ -171,3 +171,39 @@ def test_claims_and_writes_are_batched(
         outcomes = list(pool.map(lambda i: runner.run(i), ids))
     assert {o.action for o in outcomes} == {"done"}
     assert calls["claim"] <= 30 and calls["finish"] <= 30, calls
+
+
+@pytest.mark.parametrize("reason", ["abort", "error", "repetition", "content_filter"])
+def test_a_generation_the_server_ended_is_retried_never_graded(
+    make_runner, engine: Engine, reason: str
+) -> None:  # type: ignore[no-untyped-def]
+    # vLLM shutting down with requests in flight answers them with finish_reason "abort".
+    add_questions(engine, 1)
+    (job_id,) = enqueue(engine, 1).job_ids
+    replies = iter([answer("A", finish=reason), answer("A", finish=reason), answer("B")])
+    teacher = FakeTeacher(lambda p, m: next(replies))
+    runner = make_runner(teacher, max_attempts=3)
+    first = _run_all(runner, [job_id])[0]
+    assert first.action == "requeue" and f"finish_reason {reason!r}" in first.detail
+    with session_scope(engine) as s:
+        job = s.get(Job, job_id)
+        assert job is not None and job.status == JobStatus.queued and job.attempts == 1
+        assert s.scalars(select(Generation)).all() == []  # nothing graded, nothing stored
+    assert _run_all(runner, [job_id])[0].action == "requeue"
+    assert _run_all(runner, [job_id])[0].action == "done"
+    with session_scope(engine) as s:
+        (generation,) = s.scalars(select(Generation)).all()
+        assert generation.finish_reason == "stop" and generation.outcome != Outcome.truncated
+
+
+def test_aborted_every_time_fails_after_the_attempts_cap(make_runner, engine: Engine) -> None:  # type: ignore[no-untyped-def]
+    add_questions(engine, 1)
+    (job_id,) = enqueue(engine, 1).job_ids
+    runner = make_runner(FakeTeacher(lambda p, m: answer("A", finish="abort")), max_attempts=2)
+    _run_all(runner, [job_id])
+    assert _run_all(runner, [job_id])[0].action == "failed"
+    with session_scope(engine) as s:
+        job = s.get(Job, job_id)
+        assert job is not None and job.status == JobStatus.failed
+        assert "finish_reason 'abort'" in (job.last_error or "")
+        assert s.scalars(select(Generation)).all() == []
