@@ -1,8 +1,9 @@
 """Choosing questions for a run and creating its jobs.
 
-Selection is deterministic for a seed: questions without jobs for this teacher and prompt are
+Selection is deterministic for a seed: questions lacking samples for this teacher and prompt are
 shuffled within each subject, and subjects take turns, so a small run still covers every subject.
-Each job gets an option permutation chosen so gold letters come out balanced over the run."""
+Each job gets an option order that keeps every option's meaning (distill.choices: options that
+refer to other options stay where they must) and that balances gold letters over the run."""
 
 from __future__ import annotations
 
@@ -11,12 +12,33 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import exists, insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
+from distill.choices import OrderRule, balanced_orders
 from distill.errors import UserError
 from distill.models import Job, Question, Run
-from distill.prompts import PROMPT_VERSION
+from distill.prompts import PROMPT_VERSION, build_messages
+
+
+@dataclass(frozen=True)
+class RunSelection:
+    """What a run will ask, before anything is written: `select_run` makes it, `insert_run`
+    stores it (in between, the CLI checks the budget against the teacher)."""
+
+    teacher_model: str
+    prompt_version: str
+    params: dict[str, object]  # as stored in the run: sampling, max_tokens, shuffle
+    samples: int
+    requested: int
+    seed: int
+    max_tokens: int
+    jobs: list[tuple[int, int, list[int]]]  # (question id, sample index, option order)
+    questions: int
+    available: int  # questions that lacked samples
+    topped_up: int  # of `questions`, those that already had some samples
+    # The run's longest prompt (by characters), to check against the teacher's context.
+    longest_prompt: list[dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -24,8 +46,9 @@ class EnqueuePlan:
     run_id: int
     job_ids: list[int]
     questions: int
-    available: int
+    available: int  # questions that lacked samples
     requested: int
+    topped_up: int = 0  # of `questions`, those that already had some samples
 
 
 def pick_questions(candidates: Sequence[tuple[int, str]], *, n: int, seed: int) -> list[int]:
@@ -53,31 +76,6 @@ def pick_questions(candidates: Sequence[tuple[int, str]], *, n: int, seed: int) 
     return picked
 
 
-class LetterBalancer:
-    """Hands out option permutations so that, per option count, the gold answer lands on each
-    position equally often (exactly, up to one incomplete block of positions)."""
-
-    def __init__(self, seed: int) -> None:
-        self._rng = random.Random(seed)
-        self._blocks: dict[int, list[int]] = {}
-
-    def _next_position(self, n_options: int) -> int:
-        block = self._blocks.get(n_options)
-        if not block:
-            block = list(range(n_options))
-            self._rng.shuffle(block)
-            self._blocks[n_options] = block
-        return block.pop()
-
-    def permutation(self, n_options: int, answer_index: int) -> list[int]:
-        """choice_order: presented option i is original option choice_order[i]."""
-        target = self._next_position(n_options)
-        others = [i for i in range(n_options) if i != answer_index]
-        self._rng.shuffle(others)
-        others.insert(target, answer_index)
-        return others
-
-
 def create_run(
     session: Session,
     *,
@@ -89,19 +87,54 @@ def create_run(
     subjects: Sequence[str] = (),
     seed: int = 0,
     prompt_version: str = PROMPT_VERSION,
+    shuffle: bool = True,
 ) -> EnqueuePlan:
-    """Create a run with n × samples queued jobs. The caller commits, then publishes the ids."""
+    """Create a run with the missing samples of n questions, as queued jobs (select_run, then
+    insert_run). The caller commits, then publishes the ids."""
+    selection = select_run(
+        session,
+        n=n,
+        samples=samples,
+        teacher_model=teacher_model,
+        params=params,
+        max_tokens=max_tokens,
+        subjects=subjects,
+        seed=seed,
+        prompt_version=prompt_version,
+        shuffle=shuffle,
+    )
+    return insert_run(session, selection)
+
+
+def select_run(
+    session: Session,
+    *,
+    n: int,
+    samples: int,
+    teacher_model: str,
+    params: dict[str, object],
+    max_tokens: int,
+    subjects: Sequence[str] = (),
+    seed: int = 0,
+    prompt_version: str = PROMPT_VERSION,
+    shuffle: bool = True,
+) -> RunSelection:
+    """Choose the questions and option orders of a run; reads only.
+
+    A question is a candidate while it has fewer than `samples` samples for this teacher and
+    prompt version; it gets the sample indices it lacks. Questions that already have some
+    samples come first (a larger --samples tops them up), then questions never asked."""
     if n < 1:
         raise UserError("--n must be at least 1")
     if samples < 1:
         raise UserError("--samples must be at least 1")
-    already_asked = exists().where(
-        Job.question_id == Question.id,
-        Job.teacher_model == teacher_model,
-        Job.prompt_version == prompt_version,
-    )
-    query = select(Question.id, Question.subject, Question.answer_index, Question.choices).where(
-        ~already_asked
+    query = select(
+        Question.id,
+        Question.subject,
+        Question.answer_index,
+        Question.choices,
+        Question.option_refs,
+        func.length(Question.question),
     )
     if subjects:
         known = set(session.scalars(select(Question.subject).distinct()))
@@ -112,44 +145,72 @@ def create_run(
                 f"known: {', '.join(sorted(known)) or 'none (import questions first)'}"
             )
         query = query.where(Question.subject.in_(subjects))
-    shapes: dict[int, tuple[int, int]] = {}  # question id -> (answer index, option count)
-    candidates: list[tuple[int, str]] = []
-    for qid, subject, answer_index, choices in session.execute(query):
-        candidates.append((qid, subject))
-        shapes[qid] = (answer_index, len(choices))
-    if not candidates:
+    have = _sample_indices(session, teacher_model=teacher_model, prompt_version=prompt_version)
+    shapes: dict[int, tuple[int, OrderRule]] = {}  # question id -> (answer index, order rule)
+    sizes: dict[int, int] = {}  # question id -> characters of its prompt
+    partial: list[tuple[int, str]] = []
+    unasked: list[tuple[int, str]] = []
+    for qid, subject, answer_index, choices, refs, length in session.execute(query):
+        taken = have.get(qid, set())
+        if all(k in taken for k in range(samples)):
+            continue
+        rule = OrderRule.of(len(choices), refs) if shuffle else OrderRule.unshuffled(len(choices))
+        shapes[qid] = (answer_index, rule)
+        sizes[qid] = (length or 0) + sum(len(str(c)) for c in choices)
+        (partial if taken else unasked).append((qid, subject))
+    if not shapes:
         if session.scalar(select(Question.id).limit(1)) is None:
             raise UserError("no questions in the database; run `distill import FILE` first")
         raise UserError(
-            f"every matching question already has jobs for {teacher_model} / {prompt_version}; "
-            "nothing to enqueue"
+            f"every matching question already has jobs for {samples} sample(s) of "
+            f"{teacher_model} / {prompt_version}; nothing to enqueue "
+            "(a larger --samples tops questions up)"
         )
-    picked = pick_questions(candidates, n=n, seed=seed)
-
-    run = Run(
+    picked = pick_questions(partial, n=n, seed=seed)
+    picked += pick_questions(unasked, n=n - len(picked), seed=seed) if len(picked) < n else []
+    wanted = [(qid, k) for qid in picked for k in range(samples) if k not in have.get(qid, set())]
+    orders = balanced_orders([(shapes[qid][1], shapes[qid][0]) for qid, _ in wanted], seed=seed)
+    longest = session.get(Question, max(picked, key=sizes.__getitem__))
+    assert longest is not None
+    return RunSelection(
         teacher_model=teacher_model,
         prompt_version=prompt_version,
-        params={**params, "max_tokens": max_tokens},
-        samples_per_question=samples,
-        requested_n=n,
+        params={**params, "max_tokens": max_tokens, "shuffle": shuffle},
+        samples=samples,
+        requested=n,
         seed=seed,
+        max_tokens=max_tokens,
+        jobs=[(qid, k, order) for (qid, k), order in zip(wanted, orders, strict=True)],
+        questions=len(picked),
+        available=len(shapes),
+        topped_up=sum(1 for qid in picked if qid in have),
+        longest_prompt=build_messages(longest.question, longest.choices),
+    )
+
+
+def insert_run(session: Session, selection: RunSelection) -> EnqueuePlan:
+    """Store the run and its queued jobs, in the caller's transaction."""
+    run = Run(
+        teacher_model=selection.teacher_model,
+        prompt_version=selection.prompt_version,
+        params=selection.params,
+        samples_per_question=selection.samples,
+        requested_n=selection.requested,
+        seed=selection.seed,
     )
     session.add(run)
     session.flush()
-
-    balancer = LetterBalancer(seed)
     rows = [
         {
             "run_id": run.id,
             "question_id": qid,
-            "teacher_model": teacher_model,
-            "prompt_version": prompt_version,
+            "teacher_model": selection.teacher_model,
+            "prompt_version": selection.prompt_version,
             "sample_index": k,
-            "max_tokens": max_tokens,
-            "choice_order": balancer.permutation(shapes[qid][1], shapes[qid][0]),
+            "max_tokens": selection.max_tokens,
+            "choice_order": order,
         }
-        for qid in picked
-        for k in range(samples)
+        for qid, k, order in selection.jobs
     ]
     for start in range(0, len(rows), 1000):
         session.execute(insert(Job), rows[start : start + 1000])
@@ -157,7 +218,24 @@ def create_run(
     return EnqueuePlan(
         run_id=run.id,
         job_ids=job_ids,
-        questions=len(picked),
-        available=len(candidates),
-        requested=n,
+        questions=selection.questions,
+        available=selection.available,
+        requested=selection.requested,
+        topped_up=selection.topped_up,
     )
+
+
+def _sample_indices(
+    session: Session, *, teacher_model: str, prompt_version: str
+) -> dict[int, set[int]]:
+    """Per question, the sample indices it has jobs for (any budget: a retry with a larger
+    --max-tokens re-asks the same sample)."""
+    found: dict[int, set[int]] = defaultdict(set)
+    rows = session.execute(
+        select(Job.question_id, Job.sample_index)
+        .where(Job.teacher_model == teacher_model, Job.prompt_version == prompt_version)
+        .distinct()
+    )
+    for qid, k in rows:
+        found[qid].add(k)
+    return found

@@ -25,6 +25,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from distill.choices.order import OptionOrder
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -102,6 +104,13 @@ class Question(Base):
     question: Mapped[str] = mapped_column(Text)
     choices: Mapped[list[Any]]
     answer_index: Mapped[int]
+    # Options that refer to other options ("Both A and B", "All of the above"), found at import:
+    # per option a distill.choices.RefKind value or null; NULL when none does. option_order is
+    # the rule they imply for shuffling (distill.choices.OrderRule).
+    option_refs: Mapped[list[Any] | None]
+    option_order: Mapped[OptionOrder] = mapped_column(
+        _enum(OptionOrder), default=OptionOrder.free, server_default=OptionOrder.free.value
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -359,6 +359,9 @@ class ExportManifest(BaseModel):
     superseded: int
     question_funnel: list[FunnelStep]
     questions: dict[str, int]  # split -> questions (shared by both formats)
+    # Questions of the pool whose options refer to others, by order rule: "fixed" (original
+    # order: an option names others by letter), "anchored" ("... of the above" kept in place).
+    referring_options: dict[str, int] = {}
     outputs: dict[str, FormatManifest]
     warnings: list[str]
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from distill.importers import question_row
 from distill.models import Generation, Job, JobStatus, Outcome, Question, Run, utcnow
 from distill.prompts import LETTERS, PROMPT_VERSION, build_messages
 from schemas.mcq import MCQRecord
@@ -40,14 +41,7 @@ def add_question(
         subject=subject,
         source=source,
     )
-    row = Question(
-        uid=record.uid,
-        source=record.source,
-        subject=record.subject,
-        question=record.question,
-        choices=record.choices,
-        answer_index=record.answer_index,
-    )
+    row = Question(**question_row(record))
     session.add(row)
     session.flush()
     return row

@@ -8,6 +8,7 @@ from sqlalchemy import Engine, insert
 
 from distill.db import session_scope
 from distill.enqueue import EnqueuePlan, create_run
+from distill.importers import question_row
 from distill.models import Outcome, Question
 from distill.prompts import LETTERS
 from schemas.mcq import MCQRecord
@@ -29,16 +30,7 @@ def add_questions(
             subject=subjects[i % len(subjects)],
             source="test",
         )
-        rows.append(
-            {
-                "uid": record.uid,
-                "source": record.source,
-                "subject": record.subject,
-                "question": record.question,
-                "choices": record.choices,
-                "answer_index": record.answer_index,
-            }
-        )
+        rows.append(question_row(record))
     with session_scope(engine) as session:
         for start in range(0, len(rows), 1000):
             session.execute(insert(Question), rows[start : start + 1000])

@@ -7,8 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
 
+from distill.choices import OrderRule, balanced_orders
 from distill.db import session_scope
-from distill.enqueue import LetterBalancer, pick_questions
+from distill.enqueue import pick_questions
 from distill.errors import UserError
 from distill.models import Job, JobStatus, Question
 from distill.prompts import LETTERS
@@ -88,14 +89,71 @@ def test_gold_letters_balanced_within_two_percent(engine: Engine) -> None:
 def test_permutation_is_a_permutation_and_balanced(
     shapes: list[tuple[int, int]], seed: int
 ) -> None:
-    balancer = LetterBalancer(seed)
+    jobs = [(OrderRule(n), answer % n) for n, answer in shapes]
     positions: dict[int, Counter[int]] = {}
-    for n, answer in shapes:
-        answer %= n
-        order = balancer.permutation(n, answer)
+    for (rule, answer), order in zip(jobs, balanced_orders(jobs, seed=seed), strict=True):
+        n = rule.n_options
         assert sorted(order) == list(range(n))
         positions.setdefault(n, Counter())[order.index(answer)] += 1
     for n, counts in positions.items():
         # Exact up to one incomplete block of n positions.
         full = [counts[p] for p in range(n)]
         assert max(full) - min(full) <= 1
+
+
+def test_more_samples_top_up_questions_already_asked(engine: Engine) -> None:
+    add_questions(engine, 30)
+    first = enqueue(engine, 10, samples=1)
+    with session_scope(engine) as s:
+        asked = set(s.scalars(select(Job.question_id).where(Job.id.in_(first.job_ids))))
+    topped = enqueue(engine, 10, samples=3)
+    # The questions already asked come first and get only the samples they lack.
+    assert topped.questions == 10 and topped.topped_up == 10
+    assert len(topped.job_ids) == 20
+    with session_scope(engine) as s:
+        new = s.execute(
+            select(Job.question_id, Job.sample_index).where(Job.run_id == topped.run_id)
+        )
+        pairs = set(new.all())
+    assert {q for q, _ in pairs} == asked
+    assert {k for _, k in pairs} == {1, 2}
+    # Idempotent: the same request again only finds the 20 questions never asked.
+    again = enqueue(engine, 10, samples=3)
+    assert again.topped_up == 0 and len(again.job_ids) == 30
+    with session_scope(engine) as s:
+        per_sample = Counter(s.execute(select(Job.question_id, Job.sample_index)).all())
+    assert set(per_sample.values()) == {1}  # no (question, sample) asked twice
+
+
+def test_top_up_mixes_in_new_questions_when_the_asked_ones_run_out(engine: Engine) -> None:
+    add_questions(engine, 10)
+    enqueue(engine, 3, samples=2)
+    plan = enqueue(engine, 5, samples=4)
+    assert plan.questions == 5 and plan.topped_up == 3
+    assert len(plan.job_ids) == 3 * 2 + 2 * 4
+    rest = enqueue(engine, 100, samples=1)
+    assert rest.questions == 5 and rest.topped_up == 0
+    with pytest.raises(UserError, match="already has jobs for 1 sample"):
+        enqueue(engine, 100, samples=1)
+
+
+def test_a_retry_with_a_bigger_budget_counts_as_the_same_sample(engine: Engine) -> None:
+    add_questions(engine, 2)
+    plan = enqueue(engine, 2, samples=1)
+    with session_scope(engine) as s:
+        job = s.get(Job, plan.job_ids[0])
+        assert job is not None
+        s.add(
+            Job(
+                run_id=job.run_id,
+                question_id=job.question_id,
+                teacher_model=job.teacher_model,
+                prompt_version=job.prompt_version,
+                sample_index=0,
+                max_tokens=4096,
+                choice_order=job.choice_order,
+                supersedes_id=job.id,
+            )
+        )
+    topped = enqueue(engine, 2, samples=2)
+    assert len(topped.job_ids) == 2  # sample 1 of each question; sample 0 exists twice

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from distill.db import session_scope
 from distill.errors import UserError
 from distill.export import export_dataset
+from distill.export.plan import MOVED_REFERENCE, NOT_A_RESULT
 from distill.models import JobStatus, Outcome
 from schemas.export import ExportManifest, ExportOptions
 from tests.factories import add_job, add_question, add_run, add_sample, rotated
@@ -514,3 +515,33 @@ def test_output_directory_rules(engine: Engine, tmp_path: Path) -> None:
         "validation.parquet",
     ]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left over
+
+
+def test_generations_that_are_not_results_or_moved_a_reference_are_left_out(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Rows written before these rules: a generation the server aborted (graded truncated back
+    then), and one asked with "Both A and B" moved off what it names. Neither is exported, and
+    neither counts in difficulty."""
+    with session_scope(engine) as s:
+        run = add_run(s, samples_per_question=3)
+        q = add_question(s, choices=["shunt reactor", "series capacitor", "both A and B", "x"])
+        assert q.option_order == "fixed"
+        add_sample(s, question=q, run=run, sample_index=0, outcome=Outcome.correct)
+        add_sample(
+            s, question=q, run=run, sample_index=1, outcome=Outcome.truncated, finish_reason="abort"
+        )
+        add_sample(
+            s,
+            question=q,
+            run=run,
+            sample_index=2,
+            choice_order=[1, 0, 2, 3],
+            outcome=Outcome.correct,
+        )
+    manifest = run_export(engine, tmp_path / "out", format="both", to="jsonl")
+    steps = funnel(manifest, "reasoning")
+    assert steps[NOT_A_RESULT] == 1 and steps[MOVED_REFERENCE] == 1
+    (record,) = read_jsonl(tmp_path / "out" / "direct" / "train.jsonl")
+    assert record["difficulty"] == 0.0  # one sample left, and it is correct
+    assert options_of(record["prompt"][0]["content"])["C"] == "both A and B"

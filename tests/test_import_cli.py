@@ -66,6 +66,7 @@ def test_json_summary(engine: Engine) -> None:
         "already_present": 0,
         "rejected": 0,
         "report_path": None,
+        "referring": 0,
     }
 
 

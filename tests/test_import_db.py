@@ -100,16 +100,16 @@ def test_a_database_failure_mid_import_rolls_everything_back(
 ) -> None:
     monkeypatch.setattr(store, "INSERT_CHUNK", 5)
     calls = 0
-    real_row = store._row
+    real_row = store.question_row
 
-    def failing_row(*args: Any) -> dict[str, Any]:
+    def failing_row(*args: Any, **kwargs: Any) -> dict[str, Any]:
         nonlocal calls
         calls += 1
         if calls > 12:  # two chunks are already inserted by now
             raise RuntimeError("connection lost")
-        return real_row(*args)
+        return real_row(*args, **kwargs)
 
-    monkeypatch.setattr(store, "_row", failing_row)
+    monkeypatch.setattr(store, "question_row", failing_row)
     with pytest.raises(RuntimeError):
         import_questions(_write(tmp_path / "q.jsonl", _rows(20)), engine=engine)
     assert _count(engine) == 0

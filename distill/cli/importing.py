@@ -156,6 +156,9 @@ def summary(report: ImportReport) -> str:
         parts[-1] += f" ({report.already_present} already in the database)"
     if report.rejected:
         parts.append(f"{report.rejected} rejected (see {report.report_path})")
+    if report.referring:
+        # Counted over the source's questions: kept in an order that keeps their meaning.
+        parts.append(f"{report.referring} with options that refer to other options")
     preset = f" as {report.preset}" if report.preset else ""
     return f"{report.source}: {report.rows_read} rows read{preset}; " + ", ".join(parts)
 

@@ -1,6 +1,8 @@
 """Gold-letter balance. A student that sees "C" as the answer more often learns "C".
 
-Direct records are balanced exactly by re-permuting options (prompt and answer together). A
+Direct records are balanced by re-permuting options (prompt and answer together), exactly where
+every question may move; an option that refers to others is never moved off what it names
+(distill.choices), so such questions take part only as far as their rule lets them. A
 reasoning chain refers to its options by letter ("so B is wrong"), so permuting would make it lie;
 reasoning records are balanced only by *choosing*: among a question's correct chains the one whose
 gold letter is least represented so far (--per-question best), or by subsampling every letter down
@@ -12,6 +14,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 
+from distill.choices import OrderRule
 from distill.export.items import PlannedRecord
 from distill.export.seeding import seeded_key
 from distill.prompts import LETTERS
@@ -33,15 +36,18 @@ def _groups(records: Iterable[PlannedRecord]) -> dict[tuple[Split, int], list[Pl
 def with_gold_at(order: Sequence[int], gold: int, position: int) -> tuple[int, ...]:
     """The option order with the gold option swapped into `position`; the other options keep
     their places, so the prompt stays as close as possible to the one the teacher saw."""
-    new = list(order)
-    here = new.index(gold)
-    new[here], new[position] = new[position], new[here]
-    return tuple(new)
+    return OrderRule(len(order)).move_gold(order, gold, position)
+
+
+def _allowed(record: PlannedRecord) -> range:
+    return record.question.rule.gold_positions(record.question.answer_index)
 
 
 def rebalance_direct(records: Sequence[PlannedRecord], *, seed: int) -> int:
     """Re-permute the fewest records needed for uniform gold letters (within one record per
-    letter) in every split and option count. Returns how many records were re-permuted."""
+    letter) in every split and option count, as far as each question's order rule allows
+    (an option that refers to others never changes what it names). Returns how many records
+    were re-permuted."""
     moved_total = 0
     for (_split, k), group in sorted(_groups(records).items()):
         counts = Counter(r.order.index(r.question.answer_index) for r in group)
@@ -51,16 +57,28 @@ def rebalance_direct(records: Sequence[PlannedRecord], *, seed: int) -> int:
         target = {p: base + (1 if i < extra else 0) for i, p in enumerate(by_count)}
         movers: list[PlannedRecord] = []
         for position in range(k):
-            holders = sorted(
-                (r for r in group if r.order.index(r.question.answer_index) == position),
+            holders = [r for r in group if r.order.index(r.question.answer_index) == position]
+            movable = sorted(
+                (r for r in holders if len(_allowed(r)) > 1),
                 key=lambda r: seeded_key(seed, r.record_id),
             )
-            movers.extend(holders[target[position] :])
+            # Records whose question fixes the gold position stay; the movable ones fill up
+            # to the target and the rest move.
+            keep = max(0, target[position] - (len(holders) - len(movable)))
+            movers.extend(movable[keep:])
         slots = [p for p in range(k) for _ in range(max(0, target[p] - counts[p]))]
-        movers.sort(key=lambda r: seeded_key(seed, r.record_id))
-        for record, position in zip(movers, slots, strict=True):
-            record.order = with_gold_at(record.order, record.question.answer_index, position)
-        moved_total += len(movers)
+        # The most constrained first, so that they find a slot they may take.
+        movers.sort(key=lambda r: (len(_allowed(r)), seeded_key(seed, r.record_id)))
+        for record in movers:
+            allowed = _allowed(record)
+            slot = next((p for p in slots if p in allowed), None)
+            if slot is None:
+                continue  # its question cannot present the gold option where one is missing
+            slots.remove(slot)
+            record.order = record.question.rule.move_gold(
+                record.order, record.question.answer_index, slot
+            )
+            moved_total += 1
     return moved_total
 
 

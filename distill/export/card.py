@@ -119,6 +119,19 @@ def _loading(fmt: FormatManifest, kind: OutputKind) -> list[str]:
     ]
 
 
+def _referring(counts: dict[str, int]) -> list[str]:
+    fixed, anchored = counts.get("fixed", 0), counts.get("anchored", 0)
+    if not (fixed or anchored):
+        return []
+    return [
+        f"Options that refer to other options: {fixed} question(s) keep their original option "
+        'order (an option names others by letter, e.g. "Both A and B"), '
+        f'{anchored} keep their "... of the above" options in place; the other options '
+        "of the pool carry the balance.",
+        "",
+    ]
+
+
 def render_card(manifest: ExportManifest, fmt: FormatManifest) -> str:
     options = manifest.options
     lines = _front_matter(fmt, manifest.to)
@@ -193,6 +206,7 @@ def render_card(manifest: ExportManifest, fmt: FormatManifest) -> str:
         [(s, *(fmt.splits[split].subjects.get(s, 0) for split in _SPLITS)) for s in subjects],
     )
     lines += ["", "## Gold letters", "", f"Balance: {fmt.balance}.", ""]
+    lines += _referring(manifest.referring_options)
     letters = sorted({x for split in _SPLITS for x in fmt.splits[split].letters})
     lines += _table(
         ("letter", "train", "%", "validation", "%"),

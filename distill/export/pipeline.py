@@ -340,6 +340,7 @@ def _manifest(
         superseded=plan.superseded,
         question_funnel=plan.question_funnel,
         questions={str(s): n for s, n in plan.questions.items()},
+        referring_options=plan.referring,
         outputs=dict(outputs),
         warnings=warnings,
     )

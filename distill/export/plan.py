@@ -4,11 +4,12 @@ represents a question, how records are ordered. No text is built here; `write` d
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from distill.choices import OptionOrder
 from distill.errors import UserError
 from distill.export.balance import choose_balanced, rebalance_direct, subsample_balanced
 from distill.export.curriculum import order_train, order_validation, score
@@ -17,6 +18,7 @@ from distill.export.items import Difficulty, PlannedRecord
 from distill.export.records import ChainDrop, gold_letter
 from distill.export.select import QuestionRow, SampleRow
 from distill.export.splits import assign_splits, default_val_size
+from distill.grading import is_result
 from distill.models import Outcome
 from schemas.export import ExportOptions, FunnelStep, PerQuestion, Split
 
@@ -26,6 +28,10 @@ FormatName = Literal["reasoning", "direct"]
 GENERATIONS = "finished generations in the selection"
 SUPERSEDED = "superseded by a retry with a larger token budget"
 BAD_ORDER = "option order does not fit the question"
+NOT_A_RESULT = "not a result: the server ended the generation (finish_reason not stop/length)"
+MOVED_REFERENCE = (
+    "an option that refers to other options was moved (asked before references were detected)"
+)
 QUESTIONS = "questions with finished generations"
 NEAR_DUPLICATE = "near-duplicate question (kept once, lowest id)"
 CONTAMINATED = "question found in an eval set (--decontaminate)"
@@ -108,6 +114,7 @@ class ExportPlan:
     question_funnel: list[FunnelStep]
     questions: dict[Split, int]
     superseded: int
+    referring: dict[str, int]  # order rule -> questions of the pool (free ones not counted)
     teacher_models: list[str]
     prompt_versions: list[str]
     formats: dict[FormatName, FormatPlan]
@@ -146,6 +153,13 @@ def build_plan(
     gen.remove(SUPERSEDED, superseded)
     current = _remove(
         gen, BAD_ORDER, current, lambda s: not _fits(s, data.questions[s.question_id])
+    )
+    current = _remove(gen, NOT_A_RESULT, current, lambda s: not is_result(s.finish_reason))
+    current = _remove(
+        gen,
+        MOVED_REFERENCE,
+        current,
+        lambda s: not data.questions[s.question_id].rule.allows(s.choice_order),
     )
 
     by_question: dict[int, list[SampleRow]] = defaultdict(list)
@@ -197,6 +211,11 @@ def build_plan(
         question_funnel=qfunnel.steps,
         questions=split_counts,
         superseded=superseded,
+        referring={
+            str(kind): n
+            for kind, n in sorted(Counter(questions[q].rule.kind for q in pool).items())
+            if kind is not OptionOrder.free
+        },
         teacher_models=sorted({s.teacher_model for s in current}),
         prompt_versions=sorted({s.prompt_version for s in current}),
         formats=formats,

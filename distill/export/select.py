@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, String, cast, func, or_, select
 
+from distill.choices import OrderRule
 from distill.models import Generation, Job, JobStatus, Outcome, Question, Run
 from schemas.export import RunInfo
 
 CHUNK = 2000
 FETCH_CHUNK = 500  # ids per IN (...) when fetching chosen chains
+FREE = {n: OrderRule(n) for n in range(11)}  # shared: most questions refer to nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,13 @@ class QuestionRow:
     question: str
     choices: tuple[str, ...]
     answer_index: int
+    # How its options may be re-ordered (options that refer to others stay where they must);
+    # None: freely.
+    refs_rule: OrderRule | None = field(default=None, compare=False)
+
+    @property
+    def rule(self) -> OrderRule:
+        return self.refs_rule or FREE[len(self.choices)]
 
 
 @dataclass(slots=True)
@@ -151,13 +160,16 @@ def stream_questions(conn: Connection, *, selection: Selection) -> Iterator[Ques
             Question.question,
             Question.choices,
             Question.answer_index,
+            Question.option_refs,
         )
         .where(Question.id.in_(asked))
         .order_by(Question.id)
     )
     result = conn.execution_options(yield_per=CHUNK).execute(stmt)
-    for qid, uid, subject, text, choices, answer_index in result:
-        yield QuestionRow(qid, uid, subject, text, tuple(str(c) for c in choices), answer_index)
+    for qid, uid, subject, text, choices, answer_index, refs in result:
+        options = tuple(str(c) for c in choices)
+        rule = None if refs is None else OrderRule.of(len(options), refs)
+        yield QuestionRow(qid, uid, subject, text, options, answer_index, rule)
 
 
 def stream_samples(conn: Connection, *, selection: Selection) -> Iterator[SampleRow]:

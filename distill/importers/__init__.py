@@ -19,6 +19,7 @@ from distill.importers.store import (
     StoreCounts,
     default_report_path,
     import_questions,
+    question_row,
     store_questions,
 )
 
@@ -39,6 +40,7 @@ __all__ = [
     "default_report_path",
     "import_questions",
     "load_mcqs",
+    "question_row",
     "resolve_answer",
     "store_questions",
 ]

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import String
 
+from distill.choices.references import is_list_reference
 from distill.importers.answers import AnswerError, resolve_answer, show
 from distill.importers.layout import Layout
 from distill.models import Question
@@ -122,16 +123,18 @@ def _options(
 
 
 def _check_options(options: list[str], fields: list[str]) -> None:
-    """RowError naming the first empty or repeated option, if there is one."""
+    """RowError naming the first empty or repeated option, if there is one. Options are the
+    same only when their text is, after Unicode and whitespace normalisation: `BB Bb` and
+    `Bb Bb`, `II` and `ii` are different options."""
     seen: dict[str, int] = {}
     for i, option in enumerate(options):
         if _blank(option):
             raise RowError(fields[i], f"option {LETTERS[i]} is empty")
-        key = normalise_text(option).casefold()
+        key = normalise_text(option)
         if key in seen:
             raise RowError(
                 fields[i],
-                f"duplicate options: {LETTERS[seen[key]]} and {LETTERS[i]} are both {show(option)}",
+                f"duplicate options: {LETTERS[seen[key]]} and {LETTERS[i]} are both {show(key)}",
             )
         seen[key] = i
 
@@ -190,8 +193,12 @@ def _subject(data: Mapping[str, Any], layout: Layout) -> str:
 
 def _shuffle_gold_first(question: str, options: list[str]) -> tuple[list[str], int]:
     """Shuffle options whose first is the gold one; seeded by the question, so re-imports agree
-    and the gold letter is spread over A-D instead of always A."""
+    and the gold letter is spread over A-D instead of always A. Such a source's order means
+    nothing, but an "All of the above" among its options only means something last: list
+    references go to the end, in the order they came."""
     digest = hashlib.sha256(normalise_text(question).encode()).digest()
     order = list(range(len(options)))
     random.Random(int.from_bytes(digest[:8], "big")).shuffle(order)
+    last = {i for i, option in enumerate(options) if is_list_reference(option)}
+    order = [i for i in order if i not in last] + sorted(last)
     return [options[i] for i in order], order.index(0)

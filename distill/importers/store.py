@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningInsert
 
+from distill.choices import OrderRule, detect
 from distill.db import session_scope
 from distill.importers.layout import FieldMapping
 from distill.importers.load import ProgressCallback, load_mcqs, write_rejections
@@ -43,6 +44,7 @@ class StoreCounts:
     inserted: int
     duplicates_in_source: int  # repeats of a question earlier in the same source
     already_present: int  # questions the database already held
+    referring: int = 0  # of the source's questions, those with options that refer to others
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,7 @@ class ImportReport:
     already_present: int
     rejected: int
     report_path: Path | None  # the rejection report, when rows were rejected
+    referring: int = 0  # questions with options that refer to other options (see choices)
 
     @property
     def duplicates(self) -> int:
@@ -111,6 +114,7 @@ def import_questions(
         already_present=counts.already_present,
         rejected=len(loaded.rejected),
         report_path=written,
+        referring=counts.referring,
     )
     logger.info("import %s: %s", source, report.to_dict())
     return report
@@ -131,16 +135,26 @@ def store_questions(
         new = [(uid, record) for uid, record in new if uid not in existing]
 
     created_at = utcnow()  # one import, one timestamp
-    inserted = done = 0
+    inserted = done = referring = 0
     for chunk in _chunks(new, INSERT_CHUNK):
-        inserted += insert_rows([_row(uid, record, created_at) for uid, record in chunk])
+        rows = [question_row(record, uid=uid, created_at=created_at) for uid, record in chunk]
+        referring += sum(1 for row in rows if row["option_refs"] is not None)
+        inserted += insert_rows(rows)
         done += len(chunk)
         if progress is not None:
             progress("insert", done, len(new))
+    if len(new) < len(unique):  # the rest are already stored: count them from the source
+        stored = {uid for uid, _ in new}
+        referring += sum(
+            1
+            for uid, record in unique.items()
+            if uid not in stored and detect(record.question, record.choices) is not None
+        )
     return StoreCounts(
         inserted=inserted,
         duplicates_in_source=len(records) - len(unique),
         already_present=len(unique) - inserted,
+        referring=referring,
     )
 
 
@@ -196,7 +210,10 @@ def _insert_psycopg(session: Session, rows: list[dict[str, Any]]) -> int:
         f"VALUES ({', '.join(['%s'] * len(columns))}) "
         "ON CONFLICT (uid) DO NOTHING RETURNING uid"
     )
-    params = [[Json(v) if k == "choices" else v for k, v in row.items()] for row in rows]
+    params = [
+        [Json(v) if k in _JSON_COLUMNS and v is not None else v for k, v in row.items()]
+        for row in rows
+    ]
     inserted = 0
     driver = session.connection().connection.driver_connection
     assert driver is not None
@@ -215,15 +232,25 @@ def _existing(session: Session, uids: list[str]) -> set[str]:
     return found
 
 
-def _row(uid: str, record: MCQRecord, created_at: datetime) -> dict[str, Any]:
+_JSON_COLUMNS = frozenset({"choices", "option_refs"})
+
+
+def question_row(
+    record: MCQRecord, *, uid: str | None = None, created_at: datetime | None = None
+) -> dict[str, Any]:
+    """The `questions` row of a record, with its referring options found (distill.choices)."""
+    refs = detect(record.question, record.choices)
+    stored = [str(kind) if kind else None for kind in refs] if refs is not None else None
     return {
-        "uid": uid,
+        "uid": uid or record.uid,
         "source": record.source[:SOURCE_MAX],
         "subject": record.subject,
         "question": record.question,
         "choices": list(record.choices),
         "answer_index": record.answer_index,
-        "created_at": created_at,
+        "option_refs": stored,
+        "option_order": OrderRule.of(len(record.choices), stored).kind.value,
+        "created_at": created_at or utcnow(),
     }
 
 
