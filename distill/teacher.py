@@ -84,6 +84,12 @@ class _Completion(BaseModel):
 class _ModelEntry(BaseModel):
     model_config = ConfigDict(extra="ignore")
     id: str
+    max_model_len: int | None = None  # vLLM: the context (prompt + completion) it serves
+
+
+class _TokenCount(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    count: int
 
 
 class _ModelList(BaseModel):
@@ -231,6 +237,11 @@ class OpenAITeacher:
 
     async def list_models(self) -> list[str]:
         """Names the server serves (GET /models); one try, for start-up checks."""
+        return list(await self.served_models())
+
+    async def served_models(self) -> dict[str, int | None]:
+        """Served name -> its context length (`max_model_len`, which vLLM reports; None where
+        the server does not say). One try."""
         url = f"{self.base_url}/models"
         response = await self._send("GET", url)
         try:
@@ -239,7 +250,24 @@ class OpenAITeacher:
             raise TeacherError(
                 f"{url} did not return a model list: {_excerpt(response.text)!r}", retryable=True
             ) from None
-        return [entry.id for entry in listing.data]
+        return {entry.id: entry.max_model_len for entry in listing.data}
+
+    async def prompt_tokens(self, messages: list[dict[str, str]]) -> int | None:
+        """Tokens of `messages` after the server's chat template (vLLM's POST /tokenize, which
+        sits beside /v1); None when the server has no such endpoint. One try."""
+        root = self.base_url.removesuffix("/v1")
+        try:
+            response = await self._send(
+                "POST", f"{root}/tokenize", json={"model": self.model, "messages": messages}
+            )
+        except TeacherError as exc:
+            if exc.status is not None and 400 <= exc.status < 500:
+                return None  # not vLLM, or an older one
+            raise
+        try:
+            return _TokenCount.model_validate_json(response.content).count
+        except ValidationError:
+            return None
 
     async def probe(self, *, max_tokens: int = PROBE_MAX_TOKENS) -> ProbeReport:
         """Check the server serves the configured model and show how it lays out reasoning."""

@@ -58,3 +58,6 @@ class ProbeReport(BaseModel):
     completion_tokens: int | None
     sample: str  # the start of what came back, for a human to eyeball
     note: str  # what the shape means for distill, in one sentence
+    max_model_len: int | None = None  # the served context (prompt + completion), if reported
+    max_tokens: int | None = None  # the budget checked against it
+    shortest_prompt_tokens: int | None = None  # the instruction alone, through the template

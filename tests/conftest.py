@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
@@ -75,3 +76,16 @@ def settings(db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> It
 @pytest.fixture
 def engine(settings: Settings) -> Engine:
     return dbmod.get_engine(settings.database_url)
+
+
+@pytest.fixture
+def broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
+    """A Redis database of the tests' own, as DISTILL_BROKER_URL."""
+    from tests.e2e_support import redis_db
+
+    with redis_db() as url:
+        monkeypatch.setenv("DISTILL_BROKER_URL", url)
+        get_settings.cache_clear()
+        client = redis.Redis.from_url(url)
+        yield client
+        client.close()

@@ -100,13 +100,20 @@ def serve_command(
 
 @app.command()
 def check(
+    max_tokens: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Budget to check against the served context (default: DISTILL_MAX_TOKENS)."
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the report as one JSON object.")
     ] = False,
 ) -> None:
     """Send one tiny request to the configured teacher and report what came back.
 
-    Checks that DISTILL_TEACHER_URL answers and serves DISTILL_TEACHER_MODEL.
+    Checks that DISTILL_TEACHER_URL answers and serves DISTILL_TEACHER_MODEL, and that
+    the token budget fits the context the server serves (prompt + completion).
     Shows how the server lays out the reasoning: in the text, or in a separate field.
 
     Example: DISTILL_TEACHER_URL=http://gpu-host:8000/v1 distill teacher check
@@ -114,10 +121,13 @@ def check(
     from distill.teacher import TeacherError
 
     settings = get_settings()
+    budget = max_tokens or settings.max_tokens
     try:
-        report = asyncio.run(_probe(settings))
+        report, refusal = asyncio.run(_probe(settings, budget))
     except TeacherError as exc:
         raise UserError(f"teacher check failed: {exc}") from None
+    if refusal is not None:
+        raise UserError(f"teacher check failed: {refusal}")
     if as_json:
         typer.echo(report.model_dump_json())
         return
@@ -127,14 +137,37 @@ def check(
     typer.echo(f"shape    {report.shape}: {report.note}")
     typer.echo(f"finish   {report.finish_reason}")
     typer.echo(f"sample   {report.sample!r}")
+    typer.echo(f"budget   {_budget_line(report)}")
 
 
-async def _probe(settings: Settings) -> ProbeReport:
+def _budget_line(report: ProbeReport) -> str:
+    if report.max_model_len is None:
+        return f"max_tokens {report.max_tokens}; the server does not report its context length"
+    shortest = report.shortest_prompt_tokens
+    room = report.max_model_len - (report.max_tokens or 0)
+    prompts = f"; the shortest prompt takes {shortest}" if shortest is not None else ""
+    return (
+        f"max_tokens {report.max_tokens} of a {report.max_model_len}-token context leaves "
+        f"{room} for the prompt{prompts}"
+    )
+
+
+async def _probe(settings: Settings, max_tokens: int) -> tuple[ProbeReport, str | None]:
     # Imported here so that `distill teacher serve` starts without loading the client stack.
+    from distill.budget import read_budget
     from distill.teacher import OpenAITeacher
 
     async with OpenAITeacher.from_settings(settings) as teacher:
-        return await teacher.probe()
+        report = await teacher.probe()
+        budget = await read_budget(teacher, max_tokens=max_tokens)
+    report = report.model_copy(
+        update={
+            "max_model_len": budget.context,
+            "max_tokens": max_tokens,
+            "shortest_prompt_tokens": budget.floor,
+        }
+    )
+    return report, budget.refusal()
 
 
 def _with_overrides(settings: Settings, overrides: dict[str, Any]) -> Settings:

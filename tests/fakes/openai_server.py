@@ -188,7 +188,8 @@ Action = Reply | Error | Malformed | Delay | Disconnect
 
 
 class FakeOpenAIServer:
-    """GET /health, GET /v1/models and POST /v1/chat/completions, on a free port by default."""
+    """GET /health, GET /v1/models and POST /v1/chat/completions (and, with a max_model_len,
+    vLLM's POST /tokenize), on a free port by default."""
 
     def __init__(
         self,
@@ -369,6 +370,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if self.path == "/tokenize" and self.server.fake.max_model_len is not None:
+            # vLLM's tokenizer endpoint (beside /v1), served when the fake reports a context.
+            prompt = _last_user_message(json.loads(raw)["messages"])
+            count = prompt_tokens(prompt)
+            self._send_json(200, {"count": count, "max_model_len": self.server.fake.max_model_len})
+            return
         if self.path != "/v1/chat/completions":
             self._send_error(Error(404, f"Not Found: {self.path}", style="openai"))
             return

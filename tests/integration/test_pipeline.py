@@ -57,7 +57,7 @@ def test_import_enqueue_work_status_export(
     assert imported.exit_code == 0, imported.output
     enq = cli.invoke(app, ["enqueue", "--n", "25", "--samples", "4", "--json"])
     assert enq.exit_code == 0, enq.output
-    assert json.loads(enq.output)["jobs"] == 100
+    assert json.loads(enq.stdout)["jobs"] == 100
 
     log = Path(pipeline["log"])
     wait_until(
