@@ -1,14 +1,22 @@
-"""Progress of the job queue: counts, accuracy so far, recent throughput, ETA."""
+"""Progress of the job queue: counts, accuracy so far, throughput, ETA.
+
+`distill status` and `distill enqueue --wait` both read this, so they show the same numbers.
+While jobs are queued or running, rates are measured over the recent window (the last
+`window_s` seconds, or since the work started if that is later), so they describe the present and
+the ETA follows them. Once nothing is left, a run reports its own average (first start to last
+finish) and the whole queue says "idle", instead of a rate that decays as the window empties."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from distill.models import Generation, Job, JobStatus, Outcome, utcnow
-from schemas.status import StatusReport
+from distill.choices import OptionOrder
+from distill.models import Generation, Job, JobStatus, Outcome, Question, utcnow
+from schemas.status import RateBasis, StatusReport
 
 
 def collect(
@@ -32,24 +40,23 @@ def collect(
     ):
         outcomes[outcome.value] = count
     graded = sum(outcomes.values())
-
-    since = now - timedelta(seconds=window_s)
-    count, tokens, first_start = session.execute(
-        select(
-            func.count(Job.id),
-            func.coalesce(func.sum(Generation.completion_tokens), 0),
-            func.min(Job.started_at),
-        )
-        .join(Generation, Generation.job_id == Job.id)
-        .where(Job.finished_at >= since, *job_filter)
-    ).one()
-    # Rates over the part of the window the work actually spans, so a run that started a
-    # minute ago is not averaged over five.
-    span = window_s
-    if first_start is not None:
-        span = min(window_s, max((now - first_start).total_seconds(), 1.0))
-    jobs_per_min = 60.0 * count / span if count else 0.0
     remaining = jobs["queued"] + jobs["running"]
+
+    basis: RateBasis
+    if remaining:
+        basis = "recent"
+        since = now - timedelta(seconds=window_s)
+        count, tokens, first, _ = _finished(session, [Job.finished_at >= since, *job_filter])
+        # Over the part of the window the work actually spans: a run that started a minute ago
+        # is not averaged over five.
+        span = min(window_s, max((now - first).total_seconds(), 1.0)) if first else window_s
+    elif run_id is not None and graded:
+        basis = "run"
+        count, tokens, first, last = _finished(session, job_filter)
+        span = max((last - first).total_seconds(), 1.0) if first and last else 1.0
+    else:
+        basis, count, tokens, span = "idle", 0, 0, 1.0
+    jobs_per_min = 60.0 * count / span if count else 0.0
     return StatusReport(
         run_id=run_id,
         jobs=jobs,
@@ -57,10 +64,42 @@ def collect(
         total=sum(jobs.values()),
         accuracy=outcomes["correct"] / graded if graded else None,
         window_s=window_s,
-        completion_tokens_per_s=float(tokens or 0) / span if count else 0.0,
+        rate_basis=basis,
+        completion_tokens_per_s=float(tokens) / span if count else 0.0,
         jobs_per_min=jobs_per_min,
         eta_s=_eta(remaining, jobs_per_min),
+        referring_questions=_referring(session, run_id),
     )
+
+
+def _finished(
+    session: Session, where: list[ColumnElement[bool]]
+) -> tuple[int, int, datetime | None, datetime | None]:
+    """Generations finished under `where`: how many, their completion tokens, the first start
+    and the last finish of their jobs."""
+    count, tokens, first, last = session.execute(
+        select(
+            func.count(Job.id),
+            func.coalesce(func.sum(Generation.completion_tokens), 0),
+            func.min(Job.started_at),
+            func.max(Job.finished_at),
+        )
+        .join(Generation, Generation.job_id == Job.id)
+        .where(*where)
+    ).one()
+    return int(count), int(tokens or 0), first, last
+
+
+def _referring(session: Session, run_id: int | None) -> dict[str, int]:
+    """Questions (of the run, or all) whose options refer to others, by order rule."""
+    query: Any = select(Question.option_order, func.count()).where(
+        Question.option_order != OptionOrder.free
+    )
+    if run_id is not None:
+        asked = select(Job.question_id).where(Job.run_id == run_id)
+        query = query.where(Question.id.in_(asked))
+    rows = session.execute(query.group_by(Question.option_order))
+    return {str(kind): int(n) for kind, n in sorted(rows)}
 
 
 def _eta(remaining: int, jobs_per_min: float) -> float | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Annotated
@@ -9,20 +10,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.live import Live
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from distill import enqueue as enqueue_mod
-from distill import queue
+from distill import queue, redact
 from distill import retry as retry_mod
 from distill import status as status_mod
-from distill.config import get_settings
+from distill.budget import Budget, read_budget
+from distill.config import Settings, get_settings
 from distill.db import session_scope
 from distill.errors import UserError
 from distill.jobs import stuck_job_ids
@@ -56,22 +52,33 @@ def enqueue(
         int | None,
         typer.Option(help="Seed for question choice and option order (default: DISTILL_SEED)."),
     ] = None,
+    shuffle: Annotated[
+        bool,
+        typer.Option(
+            "--shuffle/--no-shuffle",
+            help="Permute options per job for balanced gold letters; --no-shuffle keeps every "
+            "question's own order for this run.",
+        ),
+    ] = True,
     wait: Annotated[
         bool,
         typer.Option("--wait", help="Show progress until every job of the run is final."),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
 ) -> None:
-    """Create jobs for N questions not yet asked of this teacher, then publish them to the workers.
+    """Create jobs for N questions lacking samples of this teacher, then publish them.
 
-    Re-running never duplicates work: questions that already have jobs for the configured teacher
-    model and prompt version are skipped.
+    Re-running never duplicates work: a question gets only the samples it lacks for the
+    configured teacher model and prompt version, so a larger --samples tops up questions
+    already asked (they come first). Options that refer to other options ("Both A and B",
+    "All of the above") keep what they name: see the docs on option order.
+    The budget is checked against the teacher's context length when the teacher answers.
 
     Example: distill enqueue --n 3000 --samples 4 --wait
     """
     settings = get_settings()
     with session_scope() as session:
-        plan = enqueue_mod.create_run(
+        selection = enqueue_mod.select_run(
             session,
             n=n,
             samples=samples,
@@ -80,7 +87,11 @@ def enqueue(
             max_tokens=max_tokens or settings.max_tokens,
             subjects=subject or [],
             seed=settings.seed if seed is None else seed,
+            shuffle=shuffle,
         )
+        # Before anything is written: a budget the teacher cannot serve makes no run.
+        _check_budget(settings, selection.max_tokens, selection.longest_prompt)
+        plan = enqueue_mod.insert_run(session, selection)
     # Published only after the commit: a worker must find the job row when the message arrives.
     try:
         queue.publish(plan.job_ids, broker_url=settings.broker_url)
@@ -96,34 +107,83 @@ def enqueue(
         "jobs": len(plan.job_ids),
         "requested": plan.requested,
         "available": plan.available,
+        "topped_up": plan.topped_up,
+        "shuffle": shuffle,
     }
     if as_json:
         typer.echo(json.dumps(summary))
     else:
-        short = (
-            f" (only {plan.available} unasked question(s) left; enqueued them all)"
-            if plan.questions < plan.requested
-            else ""
-        )
-        typer.echo(
-            f"run {plan.run_id}: enqueued {len(plan.job_ids)} job(s) for {plan.questions} "
-            f"question(s) × {samples} sample(s){short}"
-        )
+        typer.echo(_enqueued_line(plan, samples))
     if wait:
         _wait_for(plan.run_id)
 
 
+def _enqueued_line(plan: enqueue_mod.EnqueuePlan, samples: int) -> str:
+    left = "unasked question(s)" if not plan.topped_up else "question(s) lacking samples"
+    short = (
+        f" (only {plan.available} {left} left; enqueued them all)"
+        if plan.questions < plan.requested
+        else ""
+    )
+    topped = (
+        f"; {plan.topped_up} of them topped up to {samples} sample(s)" if plan.topped_up else ""
+    )
+    return (
+        f"run {plan.run_id}: enqueued {len(plan.job_ids)} job(s) for {plan.questions} "
+        f"question(s) × {samples} sample(s){topped}{short}"
+    )
+
+
+def _check_budget(settings: Settings, max_tokens: int, longest: list[dict[str, str]]) -> None:
+    """Refuse a budget that no prompt leaves room for in the teacher's context, and warn when
+    the run's longest prompt cuts it short. A teacher that does not answer is not an error:
+    enqueueing ahead of the server is normal (vLLM takes minutes to load a 32B model)."""
+    from distill.teacher import TeacherError
+
+    try:
+        budget, tokens = asyncio.run(_read_budget(settings, max_tokens, longest))
+    except TeacherError:
+        err.print(
+            f"warning: teacher not reachable at {redact.url(settings.teacher_url)}; "
+            f"--max-tokens {max_tokens} not checked against its context length",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
+    refusal = budget.refusal()
+    if refusal is not None:
+        raise UserError(refusal)
+    warning = budget.long_prompt_warning(tokens) if tokens is not None else None
+    if warning is not None:
+        err.print(f"warning: {warning}", highlight=False, soft_wrap=True)
+
+
+async def _read_budget(
+    settings: Settings, max_tokens: int, longest: list[dict[str, str]]
+) -> tuple[Budget, int | None]:
+    from distill.teacher import OpenAITeacher
+
+    quick = settings.model_copy(update={"request_timeout": 10.0, "request_retries": 1})
+    async with OpenAITeacher.from_settings(quick) as teacher:
+        budget = await read_budget(teacher, max_tokens=max_tokens)
+        tokens = await teacher.prompt_tokens(longest) if budget.context is not None else None
+        return budget, tokens
+
+
 def _wait_for(run_id: int, poll: float = 2.0) -> None:
+    """A progress bar whose rates and ETA are `distill status --run`'s, not rich's own."""
     columns = (
         TextColumn("[bold]run {task.fields[run]}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("done {task.fields[done]} failed {task.fields[failed]}"),
-        TextColumn("{task.fields[tps]:.0f} tok/s"),
-        TimeRemainingColumn(),
+        TextColumn("{task.fields[tps]:.0f} tok/s {task.fields[jpm]:.1f} jobs/min"),
+        TextColumn("ETA {task.fields[eta]}"),
     )
     with Progress(*columns, console=err) as progress:
-        task = progress.add_task("jobs", total=None, run=run_id, done=0, failed=0, tps=0.0)
+        task = progress.add_task(
+            "jobs", total=None, run=run_id, done=0, failed=0, tps=0.0, jpm=0.0, eta="n/a"
+        )
         while True:
             with session_scope() as session:
                 report = status_mod.collect(session, run_id=run_id)
@@ -135,11 +195,17 @@ def _wait_for(run_id: int, poll: float = 2.0) -> None:
                 done=report.jobs["done"],
                 failed=report.jobs["failed"],
                 tps=report.completion_tokens_per_s,
+                jpm=report.jobs_per_min,
+                eta=_eta(report),
             )
             if report.remaining == 0:
                 break
             time.sleep(poll)
-    err.print(_summary_line(report))
+    err.print(_summary_line(report), soft_wrap=True, highlight=False)
+
+
+def _eta(r: StatusReport) -> str:
+    return "n/a" if r.eta_s is None else time.strftime("%H:%M:%S", time.gmtime(r.eta_s))
 
 
 def worker(
@@ -221,7 +287,12 @@ def _summary_line(r: StatusReport) -> str:
     acc = f"{r.accuracy:.1%}" if r.accuracy is not None else "n/a"
     outcomes = ", ".join(f"{k} {v}" for k, v in r.outcomes.items() if v)
     done, failed = r.jobs["done"], r.jobs["failed"]
-    return f"{done} done, {failed} failed; accuracy {acc}; {outcomes or 'no generations'}"
+    rates = (
+        f"; {r.completion_tokens_per_s:.0f} tok/s, {r.jobs_per_min:.1f} jobs/min ({r.rate_note()})"
+        if r.rate_basis != "idle"
+        else ""
+    )
+    return f"{done} done, {failed} failed; accuracy {acc}; {outcomes or 'no generations'}{rates}"
 
 
 def _table(r: StatusReport) -> Table:
@@ -234,10 +305,20 @@ def _table(r: StatusReport) -> Table:
     for name, count in r.outcomes.items():
         table.add_row(f"outcome {name}", str(count))
     table.add_row("accuracy", f"{r.accuracy:.1%}" if r.accuracy is not None else "n/a")
-    table.add_row("completion tokens/s", f"{r.completion_tokens_per_s:.1f}")
-    table.add_row("jobs/min", f"{r.jobs_per_min:.1f}")
-    eta = "n/a" if r.eta_s is None else time.strftime("%H:%M:%S", time.gmtime(r.eta_s))
-    table.add_row("ETA", eta)
+    if r.rate_basis == "idle":
+        table.add_row("throughput", "idle (nothing queued or running)")
+    else:
+        note = f" ({r.rate_note()})"
+        table.add_row("completion tokens/s", f"{r.completion_tokens_per_s:.1f}{note}")
+        table.add_row("jobs/min", f"{r.jobs_per_min:.1f}{note}")
+    table.add_row("ETA", _eta(r) if r.remaining else "-")
+    fixed = r.referring_questions.get("fixed", 0)
+    anchored = r.referring_questions.get("anchored", 0)
+    if fixed or anchored:
+        table.add_row(
+            "referring options",
+            f"{fixed} question(s) in original order, {anchored} with '… of the above' in place",
+        )
     return table
 
 
