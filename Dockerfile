@@ -29,7 +29,6 @@ COPY pyproject.toml README.md ./
 COPY distill/ distill/
 COPY schemas/ schemas/
 COPY workers/ workers/
-COPY migrations/ migrations/
 
 # Install distill beside the image's vLLM without touching it: every package the image already
 # has is pinned to its installed version (torch, vllm, numpy, pydantic, ...), so pip only adds
@@ -55,7 +54,6 @@ COPY pyproject.toml README.md ./
 COPY distill/ distill/
 COPY schemas/ schemas/
 COPY workers/ workers/
-COPY migrations/ migrations/
 RUN pip install . && distill --help > /dev/null
 
 # ---------------------------------------------------------------------------------------------

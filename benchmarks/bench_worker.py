@@ -27,10 +27,10 @@ from sqlalchemy import Engine
 
 from distill.config import Settings
 from distill.db import make_engine, session_scope
-from distill.jobs import Failure, Success, claim, finish
+from distill.jobs.lease import Failure, Success, claim, finish
+from distill.jobs.runner import Runner, generation_values
 from distill.migrate import upgrade
-from distill.runner import Runner, generation_values
-from distill.teacher import OpenAITeacher
+from distill.teacher.client import OpenAITeacher
 from schemas.teacher import TeacherResult
 from tests.helpers import add_questions, enqueue
 

@@ -3,17 +3,14 @@ in the working directory."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from alembic import command
 from alembic.config import Config
-
-import migrations
 
 
 def alembic_config(url: str) -> Config:
     cfg = Config()
-    cfg.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    # The migrations ship inside the package, so no alembic.ini is needed where distill runs.
+    cfg.set_main_option("script_location", "distill:migrations")
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
 

@@ -1,6 +1,6 @@
 """ORM models: questions, runs, jobs, generations (SQLAlchemy 2 typed style).
 
-Alembic (migrations/) is the only source of the schema; these models and the migrations must
+Alembic (distill/migrations/) is the only source of the schema; these models and the migrations must
 agree (`alembic check` runs in the tests)."""
 
 from __future__ import annotations

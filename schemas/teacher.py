@@ -32,7 +32,7 @@ class TeacherResult(BaseModel):
 
 
 class ParsedCompletion(BaseModel):
-    """The think block and answer read out of a completion (see distill.parsing)."""
+    """The think block and answer read out of a completion (see distill.teacher.parsing)."""
 
     model_config = ConfigDict(frozen=True)
 

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from sqlalchemy import Engine, insert
 
 from distill.db import session_scope
-from distill.enqueue import EnqueuePlan, create_run
 from distill.importers import question_row
+from distill.jobs.enqueue import EnqueuePlan, create_run
 from distill.models import Outcome, Question
 from distill.prompts import LETTERS
 from schemas.mcq import MCQRecord

@@ -13,13 +13,13 @@ import redis
 from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner
 
-from distill.budget import Budget, read_budget
 from distill.cli import _register, app
 from distill.config import Settings, get_settings
 from distill.db import session_scope
 from distill.models import Question, Run
 from distill.prompts import build_messages
-from distill.teacher import OpenAITeacher
+from distill.teacher.budget import Budget, read_budget
+from distill.teacher.client import OpenAITeacher
 from tests.fakes.openai_server import FakeOpenAIServer, prompt_tokens
 from tests.helpers import add_questions
 

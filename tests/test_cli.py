@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 from distill.cli import _register, app
 from distill.config import Settings
 from distill.db import session_scope
-from distill.jobs import Success, claim, finish
+from distill.jobs.lease import Success, claim, finish
+from distill.jobs.publish import QUEUE
 from distill.models import Job, JobStatus, Outcome
-from distill.queue import QUEUE
 from tests.helpers import add_questions, enqueue, generation
 
 _register()

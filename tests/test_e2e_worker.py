@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 from distill.cli import _register, app
 from distill.config import Settings
 from distill.db import session_scope
-from distill.grading import grade
 from distill.models import Generation, Job, JobStatus, Outcome
-from distill.parsing import parse_completion
 from distill.prompts import LETTERS
+from distill.teacher.grading import grade
+from distill.teacher.parsing import parse_completion
 from tests.e2e_support import Worker, count, redis_db, wait_until
 from tests.fakes.openai_server import FakeOpenAIServer, fake_reply
 from tests.helpers import add_questions
@@ -86,7 +86,7 @@ def test_sixty_jobs_reach_the_right_final_state(stack: dict, engine: Engine) -> 
     report = json.loads(status.output)
     assert report["jobs"]["done"] == 60 and sum(report["outcomes"].values()) == 60
     # A duplicate of every message changes nothing.
-    from distill import queue
+    from distill.jobs import publish as queue
 
     queue.publish(range(1, 61), broker_url=stack["env"]["DISTILL_BROKER_URL"])
     time.sleep(3)

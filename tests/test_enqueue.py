@@ -9,8 +9,8 @@ from sqlalchemy import Engine, func, select
 
 from distill.choices import OrderRule, balanced_orders
 from distill.db import session_scope
-from distill.enqueue import pick_questions
 from distill.errors import UserError
+from distill.jobs.enqueue import pick_questions
 from distill.models import Job, JobStatus, Question
 from distill.prompts import LETTERS
 from tests.helpers import add_questions, enqueue
@@ -47,7 +47,7 @@ def test_empty_database_and_unknown_subject_are_user_errors(engine: Engine) -> N
     with pytest.raises(UserError, match="distill import"):
         enqueue(engine, 5)
     add_questions(engine, 3)
-    from distill.enqueue import create_run
+    from distill.jobs.enqueue import create_run
 
     with session_scope(engine) as s, pytest.raises(UserError, match="unknown subject"):
         create_run(s, n=1, samples=1, teacher_model="t", params={}, max_tokens=8, subjects=["nope"])

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from distill.grading import grade, letter_to_original_index, original_index_to_letter
 from distill.models import Outcome
-from distill.parsing import parse_completion
 from distill.prompts import LETTERS, render_user_prompt
+from distill.teacher.grading import grade, letter_to_original_index, original_index_to_letter
+from distill.teacher.parsing import parse_completion
 from tests.fakes.openai_server import fake_reply
 
 CLOSED_B = "chain, maybe \\boxed{A}\n</think>\n\nThe answer is \\boxed{B}."

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, create_engine, func, select, update
 
 from distill.db import session_scope
-from distill.jobs import Failure, Success, claim, finish
+from distill.jobs.lease import Failure, Success, claim, finish
 from distill.models import Base, Generation, Job, JobStatus, utcnow
 from tests.helpers import add_questions, enqueue, generation
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from distill.parsing import extract_letter, parse_completion
 from distill.prompts import LETTERS
+from distill.teacher.parsing import extract_letter, parse_completion
 from schemas.teacher import TeacherResult
 
 # --- extract_letter -----------------------------------------------------------------------------

@@ -18,11 +18,11 @@ from typer.testing import CliRunner
 from distill.choices import LETTERS, OptionOrder, OrderRule
 from distill.cli import _register, app
 from distill.db import session_scope
-from distill.enqueue import create_run
 from distill.export import export_dataset
 from distill.importers import import_questions
+from distill.jobs.enqueue import create_run
+from distill.jobs.status import collect
 from distill.models import Job, JobStatus, Question, Run, utcnow
-from distill.status import collect
 from schemas.export import ExportOptions, OutputKind
 from tests.factories import TEACHER, add_generation
 from tests.helpers import add_questions
@@ -156,7 +156,7 @@ def test_no_shuffle_keeps_every_order_and_is_recorded(engine: Engine) -> None:
 
 
 def test_enqueue_cli_no_shuffle(settings: object, engine: Engine, monkeypatch: Any) -> None:
-    import distill.queue as queue
+    import distill.jobs.publish as queue
 
     monkeypatch.setattr(queue, "publish", lambda ids, **_: len(list(ids)))
     add_questions(engine, 4)

@@ -11,9 +11,9 @@ from sqlalchemy import Engine, select
 
 from distill.config import Settings
 from distill.db import session_scope
+from distill.jobs.runner import Runner
 from distill.models import Generation, Job, JobStatus, Outcome
-from distill.runner import Runner
-from distill.teacher import TeacherError
+from distill.teacher.client import TeacherError
 from tests.fakes.teacher import FakeTeacher, answer, truncated
 from tests.helpers import add_questions, enqueue
 
@@ -151,7 +151,7 @@ def test_claims_and_writes_are_batched(
 ) -> None:  # type: ignore[no-untyped-def]
     add_questions(engine, 120)
     ids = enqueue(engine, 120).job_ids
-    import distill.runner as runner_mod
+    import distill.jobs.runner as runner_mod
 
     calls = {"claim": 0, "finish": 0}
     real_claim, real_finish = runner_mod.claim, runner_mod.finish

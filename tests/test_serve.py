@@ -19,10 +19,10 @@ import pytest
 import respx
 from typer.testing import CliRunner
 
-from distill import serve
 from distill.cli.teacher import app
 from distill.config import Settings, get_settings
 from distill.errors import UserError
+from distill.teacher import vllm as serve
 from tests.integration import (
     DISTILL_CLI,
     TINY_TEACHER_DIR,

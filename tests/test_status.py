@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from distill.cli import _register, app
 from distill.db import session_scope
+from distill.jobs.status import collect
 from distill.models import Job, JobStatus, utcnow
-from distill.status import collect
 from tests.factories import add_generation
 from tests.helpers import add_questions, enqueue
 

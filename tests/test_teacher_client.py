@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from distill.config import Settings
-from distill.parsing import parse_completion
 from distill.prompts import build_messages, render_user_prompt
-from distill.teacher import OpenAITeacher, TeacherError
+from distill.teacher.client import OpenAITeacher, TeacherError
+from distill.teacher.parsing import parse_completion
 from tests.fakes.openai_server import (
     Delay,
     Disconnect,

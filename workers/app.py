@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import Celery
 
 from distill.config import Settings, get_settings
-from distill.queue import QUEUE
+from distill.jobs.publish import QUEUE
 
 
 def make_app(settings: Settings | None = None) -> Celery:

@@ -9,8 +9,8 @@ from celery import Task
 from celery.signals import worker_shutdown
 
 from distill.config import get_settings
-from distill.queue import TASK_NAME
-from distill.runner import Runner
+from distill.jobs.publish import TASK_NAME
+from distill.jobs.runner import Runner
 from workers.app import app
 
 log = logging.getLogger(__name__)

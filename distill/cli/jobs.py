@@ -13,15 +13,16 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from distill import enqueue as enqueue_mod
-from distill import queue, redact
-from distill import retry as retry_mod
-from distill import status as status_mod
-from distill.budget import Budget, read_budget
+from distill import redact
 from distill.config import Settings, get_settings
 from distill.db import session_scope
 from distill.errors import UserError
-from distill.jobs import stuck_job_ids
+from distill.jobs import enqueue as enqueue_mod
+from distill.jobs import publish as queue
+from distill.jobs import requeue as retry_mod
+from distill.jobs import status as status_mod
+from distill.jobs.lease import stuck_job_ids
+from distill.teacher.budget import Budget, read_budget
 from schemas.status import StatusReport
 
 err = Console(stderr=True)
@@ -138,7 +139,7 @@ def _check_budget(settings: Settings, max_tokens: int, longest: list[dict[str, s
     """Refuse a budget that no prompt leaves room for in the teacher's context, and warn when
     the run's longest prompt cuts it short. A teacher that does not answer is not an error:
     enqueueing ahead of the server is normal (vLLM takes minutes to load a 32B model)."""
-    from distill.teacher import TeacherError
+    from distill.teacher.client import TeacherError
 
     try:
         budget, tokens = asyncio.run(_read_budget(settings, max_tokens, longest))
@@ -161,7 +162,7 @@ def _check_budget(settings: Settings, max_tokens: int, longest: list[dict[str, s
 async def _read_budget(
     settings: Settings, max_tokens: int, longest: list[dict[str, str]]
 ) -> tuple[Budget, int | None]:
-    from distill.teacher import OpenAITeacher
+    from distill.teacher.client import OpenAITeacher
 
     quick = settings.model_copy(update={"request_timeout": 10.0, "request_retries": 1})
     async with OpenAITeacher.from_settings(quick) as teacher:

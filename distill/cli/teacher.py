@@ -9,9 +9,9 @@ from typing import Annotated, Any
 
 import typer
 
-from distill import serve
 from distill.config import Settings, get_settings
 from distill.errors import UserError
+from distill.teacher import vllm as serve
 from schemas.teacher import ProbeReport
 
 app = typer.Typer(
@@ -118,7 +118,7 @@ def check(
 
     Example: DISTILL_TEACHER_URL=http://gpu-host:8000/v1 distill teacher check
     """
-    from distill.teacher import TeacherError
+    from distill.teacher.client import TeacherError
 
     settings = get_settings()
     budget = max_tokens or settings.max_tokens
@@ -154,8 +154,8 @@ def _budget_line(report: ProbeReport) -> str:
 
 async def _probe(settings: Settings, max_tokens: int) -> tuple[ProbeReport, str | None]:
     # Imported here so that `distill teacher serve` starts without loading the client stack.
-    from distill.budget import read_budget
-    from distill.teacher import OpenAITeacher
+    from distill.teacher.budget import read_budget
+    from distill.teacher.client import OpenAITeacher
 
     async with OpenAITeacher.from_settings(settings) as teacher:
         report = await teacher.probe()

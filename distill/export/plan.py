@@ -18,8 +18,8 @@ from distill.export.items import Difficulty, PlannedRecord
 from distill.export.records import ChainDrop, gold_letter
 from distill.export.select import QuestionRow, SampleRow
 from distill.export.splits import assign_splits, default_val_size
-from distill.grading import is_result
 from distill.models import Outcome
+from distill.teacher.grading import is_result
 from schemas.export import ExportOptions, FunnelStep, PerQuestion, Split
 
 FormatName = Literal["reasoning", "direct"]

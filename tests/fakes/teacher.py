@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from distill.teacher import TeacherError
+from distill.teacher.client import TeacherError
 from schemas.teacher import TeacherResult
 
 Reply = TeacherResult | TeacherError

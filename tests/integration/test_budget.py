@@ -9,11 +9,11 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from distill.budget import read_budget
 from distill.cli import _register, app
 from distill.config import get_settings
 from distill.prompts import build_messages
-from distill.teacher import OpenAITeacher
+from distill.teacher.budget import read_budget
+from distill.teacher.client import OpenAITeacher
 from tests.integration import TeacherServer
 
 pytestmark = pytest.mark.vllm

@@ -26,11 +26,11 @@ from tenacity import retry, stop_after_attempt, wait_exponential
 
 from distill.config import Settings
 from distill.db import get_engine, session_scope
-from distill.grading import grade, is_result, letter_to_original_index
-from distill.jobs import ClaimedJob, ClaimResult, Failure, Success, claim, finish
+from distill.jobs.lease import ClaimedJob, ClaimResult, Failure, Success, claim, finish
 from distill.models import JobStatus
-from distill.parsing import parse_completion
-from distill.teacher import OpenAITeacher, TeacherError
+from distill.teacher.client import OpenAITeacher, TeacherError
+from distill.teacher.grading import grade, is_result, letter_to_original_index
+from distill.teacher.parsing import parse_completion
 from schemas.teacher import TeacherResult
 
 log = logging.getLogger(__name__)

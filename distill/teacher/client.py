@@ -25,8 +25,8 @@ from tenacity import (
 )
 
 from distill.config import Settings
-from distill.parsing import parse_completion
 from distill.prompts import build_messages
+from distill.teacher.parsing import parse_completion
 from schemas.teacher import ProbeReport, ResponseShape, TeacherResult
 
 logger = logging.getLogger(__name__)
