@@ -22,10 +22,11 @@ from pathlib import Path
 
 from sqlalchemy import insert
 
+from distill.choices import LETTERS
 from distill.db import make_engine
 from distill.migrate import upgrade
 from distill.models import Generation, Job, JobStatus, Outcome, Question, Run
-from distill.prompts import LETTERS, PROMPT_VERSION
+from distill.prompts import PROMPT_VERSION
 from schemas.mcq import MCQRecord
 
 SUBJECTS = [f"subject_{i:02d}" for i in range(57)]  # MMLU has 57

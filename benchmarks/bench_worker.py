@@ -6,7 +6,7 @@
   naive   one thread per job: claim (1 transaction), blocking request, finish (1 transaction)
 
 Reported as completion tokens/s and as a ratio to `client`. The teacher is the tiny vLLM teacher
-(`--vllm`, real engine on CPU) or, by default, the fake OpenAI server with a fixed latency.
+(`--vllm`, real engine on CPU) or, by default, benchmarks/teacher.py with a fixed latency.
 
     python -m benchmarks.bench_worker --vllm --jobs 256 --concurrency 64
 """
@@ -23,16 +23,22 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 
 from distill.config import Settings
 from distill.db import make_engine, session_scope
-from distill.jobs.lease import Failure, Success, claim, finish
-from distill.jobs.runner import Runner, generation_values
+from distill.importers import question_row
+from distill.jobs.enqueue import create_run
+from distill.jobs.generation import generation_values
+from distill.jobs.lease import ClaimedJob, Failure, Success, claim, finish
+from distill.jobs.runner import Runner
 from distill.migrate import upgrade
+from distill.models import Question
 from distill.teacher.client import OpenAITeacher
+from schemas.mcq import MCQRecord
 from schemas.teacher import TeacherResult
-from tests.helpers import add_questions, enqueue
+
+TINY_TEACHER_DIR = Path(__file__).resolve().parents[1] / "tests" / "assets" / "tiny_teacher"
 
 
 def _settings(url: str, model: str, db: str, concurrency: int, max_tokens: int) -> Settings:
@@ -46,13 +52,33 @@ def _settings(url: str, model: str, db: str, concurrency: int, max_tokens: int) 
     )
 
 
-def _fresh_db(root: Path, name: str, n: int, max_tokens: int) -> tuple[str, Engine, list[int]]:
+def _fresh_db(
+    root: Path, name: str, n: int, max_tokens: int, model: str
+) -> tuple[str, Engine, list[int]]:
     url = f"sqlite:///{root / name}.db"
     upgrade(url)
     engine = make_engine(url)
-    add_questions(engine, n)
-    ids = enqueue(engine, n, max_tokens=max_tokens).job_ids
-    return url, engine, ids
+    records = [
+        MCQRecord(
+            question=f"Question number {i}: which option is right?",
+            choices=[f"option {letter} of {i}" for letter in "ABCD"],
+            answer_index=i % 4,
+            subject=("math", "history", "biology")[i % 3],
+        )
+        for i in range(n)
+    ]
+    with session_scope(engine) as s:
+        s.execute(insert(Question), [question_row(r) for r in records])
+    with session_scope(engine) as s:
+        plan = create_run(
+            s,
+            n=n,
+            samples=1,
+            teacher_model=model,
+            params={"temperature": 0.6, "top_p": 0.95},
+            max_tokens=max_tokens,
+        )
+    return url, engine, plan.job_ids
 
 
 def _tokens(engine: Engine) -> int:
@@ -64,17 +90,17 @@ def _tokens(engine: Engine) -> int:
         return int(s.scalar(select(func.sum(Generation.completion_tokens))) or 0)
 
 
-def bench_client(settings: Settings, prompts: list[list[dict[str, str]]]) -> tuple[float, int]:
+def bench_client(settings: Settings, jobs: list[ClaimedJob]) -> tuple[float, int]:
     async def main() -> tuple[float, int]:
         async with OpenAITeacher.from_settings(settings) as teacher:
             sem = asyncio.Semaphore(settings.concurrency)
 
-            async def one(messages: list[dict[str, str]]) -> TeacherResult:
+            async def one(job: ClaimedJob) -> TeacherResult:
                 async with sem:
-                    return await teacher.complete(messages, max_tokens=settings.max_tokens)
+                    return await teacher.complete(job.request)
 
             start = time.perf_counter()
-            results = await asyncio.gather(*(one(m) for m in prompts))
+            results = await asyncio.gather(*(one(j) for j in jobs))
             return time.perf_counter() - start, sum(r.completion_tokens or 0 for r in results)
 
     return asyncio.run(main())
@@ -98,13 +124,7 @@ def bench_naive(settings: Settings, engine: Engine, ids: list[int]) -> tuple[flo
         with session_scope(engine) as s:
             (job,) = claim(s, [job_id], lease_seconds=600, max_attempts=3).claimed
         t0 = time.perf_counter()
-        body = {
-            "model": settings.teacher_model,
-            "messages": job.messages,
-            "temperature": settings.temperature,
-            "top_p": settings.top_p,
-            "max_tokens": job.max_tokens,
-        }
+        body = job.request.body()
         data = client.post(f"{settings.teacher_url}/chat/completions", json=body).json()
         choice = data["choices"][0]
         result = TeacherResult(
@@ -114,8 +134,7 @@ def bench_naive(settings: Settings, engine: Engine, ids: list[int]) -> tuple[flo
             latency_s=time.perf_counter() - t0,
             model=data["model"],
         )
-        params = {k: v for k, v in body.items() if k not in ("model", "messages")}
-        generation = generation_values(job, result, params)
+        generation = generation_values(job, result)
         results: list[Success | Failure] = [Success(job_id, job.lease_token, generation)]
         with session_scope(engine) as s:
             finish(s, results, max_attempts=3)
@@ -133,15 +152,15 @@ def run(url: str, model: str, *, jobs: int, concurrency: int, max_tokens: int, r
     rows: dict[str, list[float]] = {"client": [], "runner": [], "naive": []}
     for r in range(rounds):
         # Same prompts for every mode: the runner's own jobs, rendered once.
-        db, engine, ids = _fresh_db(root, f"prompts{r}", jobs, max_tokens)
+        db, engine, ids = _fresh_db(root, f"prompts{r}", jobs, max_tokens, model)
         with session_scope(engine) as s:
-            prompts = [c.messages for c in claim(s, ids, lease_seconds=1, max_attempts=9).claimed]
+            prompts = claim(s, ids, lease_seconds=1, max_attempts=9).claimed
         settings = _settings(url, model, db, concurrency, max_tokens)
         modes: dict[str, Callable[[], tuple[float, int]]] = {
             "client": functools.partial(bench_client, settings, prompts),
         }
         for name, fn in (("runner", bench_runner), ("naive", bench_naive)):
-            db_n, engine_n, ids_n = _fresh_db(root, f"{name}{r}", jobs, max_tokens)
+            db_n, engine_n, ids_n = _fresh_db(root, f"{name}{r}", jobs, max_tokens, model)
             s_n = _settings(url, model, db_n, concurrency, max_tokens)
             modes[name] = functools.partial(fn, s_n, engine_n, ids_n)
         order = list(modes) if r % 2 == 0 else list(reversed(modes))  # alternate to cancel drift
@@ -180,25 +199,18 @@ def main() -> None:
     if args.url:
         run(args.url, args.model, **kwargs)
     elif args.vllm:
-        from tests.integration import (
-            TINY_TEACHER_DIR,
-            TINY_TEACHER_NAME,
-            start_teacher,
-            stop_teacher,
-        )
+        from distill.teacher.server import start_teacher, stop_teacher
 
         log = Path(tempfile.mkdtemp()) / "vllm.log"
-        server = start_teacher(
-            model_dir=TINY_TEACHER_DIR, served_name=TINY_TEACHER_NAME, log_path=log
-        )
+        server = start_teacher(model_dir=TINY_TEACHER_DIR, served_name=args.model, log_path=log)
         try:
             run(server.base_url, server.model, **kwargs)
         finally:
             stop_teacher(server)
     else:
-        from tests.fakes.openai_server import FakeOpenAIServer
+        from benchmarks.teacher import InstantTeacher
 
-        with FakeOpenAIServer(args.model, latency=args.latency) as fake:
+        with InstantTeacher(args.model, latency=args.latency) as fake:
             run(fake.url, args.model, **kwargs)
 
 

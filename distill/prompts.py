@@ -1,12 +1,18 @@
 """The prompt the teacher sees. Versioned: a change here is a new PROMPT_VERSION, so enqueue
-treats questions as not yet asked under the new wording."""
+treats questions as not yet asked under the new wording.
+
+A job records the prompt version it was made for, and a worker renders exactly that version
+(`render_prompt`); `PROMPTS` lists the versions this code can render, and workers take jobs of
+those versions only (distill.jobs.publish routes them), so a job is never asked in words it was
+not made with."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+from distill.choices.letters import LETTERS
 
 PROMPT_VERSION = "mcq-r1-v1"
-LETTERS = "ABCDEFGHIJ"
 
 # DeepSeek-R1 guidance: no system prompt, all instructions in the user turn, ask for \boxed{}.
 INSTRUCTION = (
@@ -43,3 +49,23 @@ def render_student_prompt(question: str, choices: Sequence[str], *, answer_examp
 
 def build_messages(question: str, choices: Sequence[str]) -> list[dict[str, str]]:
     return [{"role": "user", "content": render_user_prompt(question, choices)}]
+
+
+# Version -> how its messages are built. A new wording is a new entry; old ones stay, so jobs
+# enqueued under them are still asked as they were made.
+PROMPTS: dict[str, Callable[[str, Sequence[str]], list[dict[str, str]]]] = {
+    PROMPT_VERSION: build_messages,
+}
+
+
+class UnknownPromptVersion(KeyError):
+    """A job made for a prompt version this code cannot render (a newer distill enqueued it)."""
+
+
+def render_prompt(version: str, question: str, choices: Sequence[str]) -> list[dict[str, str]]:
+    """The messages of prompt `version` for a question whose options are presented as given."""
+    try:
+        build = PROMPTS[version]
+    except KeyError:
+        raise UnknownPromptVersion(version) from None
+    return build(question, choices)

@@ -25,6 +25,9 @@ class StatusReport(BaseModel):
     # Questions whose options refer to other options, by order rule (distill.choices):
     # "fixed" keep their original order, "anchored" keep "... of the above" in place.
     referring_questions: dict[str, int] = {}
+    # Queued jobs per "teacher model / prompt version": a worker takes only jobs of its own
+    # teacher model and of prompt versions its code renders (distill.jobs.publish).
+    queued_by_route: dict[str, int] = {}
 
     @property
     def remaining(self) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -13,6 +13,40 @@ from pydantic import BaseModel, ConfigDict
 #   no_marker         text without any think marker (an unfinished chain, or a non-reasoning model)
 #   empty             nothing but whitespace anywhere
 ResponseShape = Literal["tagged", "open_tag_omitted", "separate_field", "no_marker", "empty"]
+
+
+class TeacherRequest(BaseModel):
+    """One chat completion request, exactly as sent and as stored with its generation.
+
+    For a job it is the request of record, decided at enqueue: the job's model, the run's
+    sampling parameters, the job's token budget and the prompt of the job's prompt version. No
+    `seed`: a per-request seed crashes vLLM's CPU engine, and R1 guidance is sampling anyway."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    messages: list[dict[str, str]]
+    max_tokens: int
+    temperature: float | None = None  # None: not sent (the server's default)
+    top_p: float | None = None
+
+    def params(self) -> dict[str, float | int]:
+        """The sampling parameters sent: what was set, and max_tokens."""
+        sent: dict[str, float | int] = {}
+        if self.temperature is not None:
+            sent["temperature"] = self.temperature
+        if self.top_p is not None:
+            sent["top_p"] = self.top_p
+        sent["max_tokens"] = self.max_tokens
+        return sent
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body of POST /chat/completions."""
+        return {"model": self.model, "messages": self.messages, **self.params()}
+
+    def stored(self) -> dict[str, Any]:
+        """As kept in generations.request."""
+        return {"model": self.model, "messages": self.messages, "params": self.params()}
 
 
 class TeacherResult(BaseModel):

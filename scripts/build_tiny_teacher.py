@@ -38,7 +38,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from distill.prompts import LETTERS, render_user_prompt  # noqa: E402
+from distill.choices import LETTERS  # noqa: E402
+from distill.prompts import render_user_prompt  # noqa: E402
 
 DEFAULT_OUT = REPO_ROOT / "tests" / "assets" / "tiny_teacher"
 DEFAULT_MCQ = REPO_ROOT / "tests" / "assets" / "tiny_mcq.jsonl"

@@ -32,7 +32,8 @@ import httpx
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from distill.prompts import LETTERS, build_messages  # noqa: E402
+from distill.choices import LETTERS  # noqa: E402
+from distill.prompts import build_messages  # noqa: E402
 
 DEFAULT_MODEL = REPO_ROOT / "tests" / "assets" / "tiny_teacher"
 DEFAULT_MCQ = REPO_ROOT / "tests" / "assets" / "tiny_mcq.jsonl"

@@ -81,7 +81,7 @@ def engine(settings: Settings) -> Engine:
 @pytest.fixture
 def broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
     """A Redis database of the tests' own, as DISTILL_BROKER_URL."""
-    from tests.e2e_support import redis_db
+    from tests.support.workers import redis_db
 
     with redis_db() as url:
         monkeypatch.setenv("DISTILL_BROKER_URL", url)

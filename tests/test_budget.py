@@ -20,8 +20,9 @@ from distill.models import Question, Run
 from distill.prompts import build_messages
 from distill.teacher.budget import Budget, read_budget
 from distill.teacher.client import OpenAITeacher
-from tests.fakes.openai_server import FakeOpenAIServer, prompt_tokens
-from tests.helpers import add_questions
+from tests.support.factories import add_questions
+from tests.support.fake_openai import FakeOpenAIServer, prompt_tokens
+from tests.support.workers import TEACHER_QUEUE
 
 _register()
 runner = CliRunner()
@@ -114,7 +115,7 @@ def test_enqueue_refuses_a_budget_no_prompt_fits(
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --max-tokens 1020 cannot fit")
     assert "serves 1024 tokens of context" in lines[0]
-    assert _runs(engine) == 0 and broker.llen("distill") == 0  # nothing made, nothing sent
+    assert _runs(engine) == 0 and broker.llen(TEACHER_QUEUE) == 0  # nothing made, nothing sent
 
 
 def test_enqueue_warns_when_the_longest_prompt_cuts_the_budget(
@@ -129,7 +130,7 @@ def test_enqueue_warns_when_the_longest_prompt_cuts_the_budget(
     assert result.exit_code == 0, result.output
     assert "warning: the longest prompt of this run takes" in result.output
     assert "vLLM shortens such budgets" in result.output
-    assert _runs(engine) == 1 and broker.llen("distill") == 3
+    assert _runs(engine) == 1 and broker.llen(TEACHER_QUEUE) == 3
 
 
 def test_enqueue_without_a_reachable_teacher_warns_and_goes_on(

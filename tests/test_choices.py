@@ -9,10 +9,48 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from distill.choices import LETTERS, OptionOrder, OrderRule, RefKind, balanced_orders, detect
+from distill.choices import (
+    LETTERS,
+    OptionOrder,
+    OrderRule,
+    RefKind,
+    balanced_orders,
+    detect,
+    gold_letter,
+    original_index,
+)
 from distill.choices.references import combination_labels, is_list_reference, stem_labels
 
 FOUR = "Which of the following is right?"
+
+
+# --- letters and option order: presented option i is original choice order[i] -----------------
+
+
+def test_original_index() -> None:
+    order = [2, 0, 3, 1]
+    assert [original_index(letter, order) for letter in "ABCD"] == order
+    assert original_index("c", order) == 3
+    for bad in ["E", "", "AB", "?"]:
+        with pytest.raises(ValueError, match="presented options"):
+            original_index(bad, order)
+
+
+def test_gold_letter() -> None:
+    assert gold_letter([2, 0, 3, 1], 3) == "C"
+    with pytest.raises(ValueError, match="not among"):
+        gold_letter([2, 0, 3, 1], 4)
+
+
+@given(data=st.data(), n_options=st.integers(min_value=1, max_value=len(LETTERS)))
+def test_letter_mapping_round_trips(data: st.DataObject, n_options: int) -> None:
+    order = data.draw(st.permutations(range(n_options)))
+    index = data.draw(st.sampled_from(order))
+    assert original_index(gold_letter(order, index), order) == index
+    assert gold_letter(order, index) in LETTERS[: len(order)]
+
+
+# --- options that refer to other options --------------------------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -15,9 +15,9 @@ from distill.cli import _register, app
 from distill.config import Settings
 from distill.db import session_scope
 from distill.jobs.lease import Success, claim, finish
-from distill.jobs.publish import QUEUE
 from distill.models import Job, JobStatus, Outcome
-from tests.helpers import add_questions, enqueue, generation
+from tests.support.factories import add_questions, enqueue, generation
+from tests.support.workers import TEACHER_QUEUE
 
 _register()
 runner = CliRunner()
@@ -101,8 +101,8 @@ def test_enqueue_publishes_one_message_per_job_after_commit(
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)  # stderr may warn that no teacher answers
     assert summary["jobs"] == 8 and summary["questions"] == 4
-    assert broker.llen(QUEUE) == 8
-    bodies = [json.loads(m) for m in broker.lrange(QUEUE, 0, -1)]
+    assert broker.llen(TEACHER_QUEUE) == 8
+    bodies = [json.loads(m) for m in broker.lrange(TEACHER_QUEUE, 0, -1)]
     assert all(b["headers"]["task"] == "distill.run_job" for b in bodies)
     more = runner.invoke(app, ["enqueue", "--n", "100"])
     assert "only 6 unasked question(s) left" in more.output
@@ -139,7 +139,7 @@ def test_retry_failed_requeues_and_publishes(
     with session_scope(engine) as s:
         assert {(j.status, j.attempts) for j in s.scalars(select(Job))} == {(JobStatus.queued, 0)}
     assert sorted(
-        json.loads(m)["headers"]["argsrepr"] for m in broker.lrange(QUEUE, 0, -1)
+        json.loads(m)["headers"]["argsrepr"] for m in broker.lrange(TEACHER_QUEUE, 0, -1)
     ) == sorted(f"[{i}]" for i in ids)
 
 
@@ -167,7 +167,7 @@ def test_retry_truncated_needs_a_bigger_budget(
     # The retried generation is not offered again; the new job is queued and published.
     again = runner.invoke(app, ["retry", "--truncated", "--max-tokens", "2048"])
     assert "created 0 job(s)" in again.output
-    assert broker.llen(QUEUE) == 1
+    assert broker.llen(TEACHER_QUEUE) == 1
 
 
 def test_retry_stuck_republishes_queued_and_expired(
@@ -177,4 +177,4 @@ def test_retry_stuck_republishes_queued_and_expired(
     enqueue(engine, 3)
     result = runner.invoke(app, ["retry", "--stuck"])
     assert result.exit_code == 0 and "re-publishing 3" in result.output
-    assert broker.llen(QUEUE) == 3
+    assert broker.llen(TEACHER_QUEUE) == 3

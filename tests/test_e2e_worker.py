@@ -12,16 +12,16 @@ import pytest
 from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner
 
+from distill.choices import LETTERS
 from distill.cli import _register, app
 from distill.config import Settings
 from distill.db import session_scope
 from distill.models import Generation, Job, JobStatus, Outcome
-from distill.prompts import LETTERS
 from distill.teacher.grading import grade
 from distill.teacher.parsing import parse_completion
-from tests.e2e_support import Worker, count, redis_db, wait_until
-from tests.fakes.openai_server import FakeOpenAIServer, fake_reply
-from tests.helpers import add_questions
+from tests.support.factories import add_questions
+from tests.support.fake_openai import FakeOpenAIServer, fake_reply
+from tests.support.workers import Worker, count, redis_db, wait_until
 
 pytestmark = pytest.mark.e2e
 _register()
@@ -86,9 +86,11 @@ def test_sixty_jobs_reach_the_right_final_state(stack: dict, engine: Engine) -> 
     report = json.loads(status.output)
     assert report["jobs"]["done"] == 60 and sum(report["outcomes"].values()) == 60
     # A duplicate of every message changes nothing.
-    from distill.jobs import publish as queue
+    from distill.jobs import publish
 
-    queue.publish(range(1, 61), broker_url=stack["env"]["DISTILL_BROKER_URL"])
+    with session_scope(engine) as s:
+        routes = publish.job_routes(s, list(range(1, 61)))
+    publish.publish(routes, broker_url=stack["env"]["DISTILL_BROKER_URL"])
     time.sleep(3)
     with session_scope(engine) as s:
         assert s.scalar(select(func.count(Generation.id))) == 60
@@ -123,7 +125,7 @@ def test_killed_worker_jobs_finish_on_a_restarted_worker(stack: dict, engine: En
 
 
 def test_teacher_outage_is_retried_with_backoff_then_succeeds(stack: dict, engine: Engine) -> None:  # type: ignore[type-arg]
-    from tests.fakes.openai_server import Error
+    from tests.support.fake_openai import Error
 
     add_questions(engine, 2)
     # Six 503s: each job's first claim spends its three tries on them, so both jobs go back to

@@ -7,13 +7,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
 
-from distill.choices import OrderRule, balanced_orders
+from distill.choices import LETTERS, OrderRule, balanced_orders
 from distill.db import session_scope
 from distill.errors import UserError
 from distill.jobs.enqueue import pick_questions
 from distill.models import Job, JobStatus, Question
-from distill.prompts import LETTERS
-from tests.helpers import add_questions, enqueue
+from tests.support.factories import add_questions, enqueue
 
 
 def test_creates_n_times_k_queued_jobs(engine: Engine) -> None:

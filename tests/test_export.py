@@ -19,7 +19,7 @@ from distill.export import export_dataset
 from distill.export.plan import MOVED_REFERENCE, NOT_A_RESULT
 from distill.models import JobStatus, Outcome
 from schemas.export import ExportManifest, ExportOptions
-from tests.factories import add_job, add_question, add_run, add_sample, rotated
+from tests.support.factories import add_job, add_question, add_run, add_sample, rotated
 from tests.test_export_records import assert_well_formed
 
 

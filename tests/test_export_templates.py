@@ -12,7 +12,7 @@ from distill.db import session_scope
 from distill.errors import UserError
 from distill.export.templates import TextRenderer, check_template, load_chat_template
 from schemas.export import RecordContext, TemplateMode
-from tests.factories import add_question, add_run, add_sample
+from tests.support.factories import add_question, add_run, add_sample
 from tests.test_export import read_jsonl, run_export
 
 TEMPLATES = Path(__file__).parent / "assets" / "templates"

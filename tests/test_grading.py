@@ -8,11 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from distill.choices import LETTERS
 from distill.models import Outcome
-from distill.prompts import LETTERS, render_user_prompt
-from distill.teacher.grading import grade, letter_to_original_index, original_index_to_letter
+from distill.prompts import render_user_prompt
+from distill.teacher.grading import grade
 from distill.teacher.parsing import parse_completion
-from tests.fakes.openai_server import fake_reply
+from tests.support.fake_openai import fake_reply
 
 CLOSED_B = "chain, maybe \\boxed{A}\n</think>\n\nThe answer is \\boxed{B}."
 
@@ -52,30 +53,6 @@ def test_outcome_table(text: str, reasoning: str | None, finish: str, outcome: O
 def test_gold_letter_case_does_not_matter() -> None:
     parsed = parse_completion(CLOSED_B, n_options=4)
     assert grade(parsed, finish_reason="stop", gold_letter="b") == Outcome.correct
-
-
-def test_letter_to_original_index() -> None:
-    # Presented option i is original choice choice_order[i].
-    order = [2, 0, 3, 1]
-    assert [letter_to_original_index(letter, order) for letter in "ABCD"] == order
-    assert letter_to_original_index("c", order) == 3
-    for bad in ["E", "", "AB", "?"]:
-        with pytest.raises(ValueError, match="presented options"):
-            letter_to_original_index(bad, order)
-
-
-def test_original_index_to_letter() -> None:
-    assert original_index_to_letter(3, [2, 0, 3, 1]) == "C"
-    with pytest.raises(ValueError, match="not among"):
-        original_index_to_letter(4, [2, 0, 3, 1])
-
-
-@given(data=st.data(), n_options=st.integers(min_value=1, max_value=len(LETTERS)))
-def test_letter_mapping_round_trips(data: st.DataObject, n_options: int) -> None:
-    order = data.draw(st.permutations(range(n_options)))
-    index = data.draw(st.sampled_from(order))
-    assert letter_to_original_index(original_index_to_letter(index, order), order) == index
-    assert original_index_to_letter(index, order) in LETTERS[: len(order)]
 
 
 # --- agreement with the fake teacher's oracle (what pipeline tests rely on) ---------------------

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from distill.choices import LETTERS
 from distill.importers.answers import AnswerError, resolve_answer
-from distill.prompts import LETTERS
 from schemas.mcq import normalise_text
 
 OPTIONS = ["Paris", "London", "Berlin", "Madrid"]

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from distill.choices import LETTERS
 from distill.importers import FieldMapping, load_mcqs
-from distill.prompts import LETTERS
 from schemas.mcq import MCQRecord, normalise_text
 
 text = st.text(min_size=1, max_size=40).filter(lambda s: s.strip())

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, create_engine, func, select, update
 from distill.db import session_scope
 from distill.jobs.lease import Failure, Success, claim, finish
 from distill.models import Base, Generation, Job, JobStatus, utcnow
-from tests.helpers import add_questions, enqueue, generation
+from tests.support.factories import add_questions, enqueue, generation
 
 
 def _claim(engine: Engine, ids: list[int], lease: float = 60.0, cap: int = 3):  # type: ignore[no-untyped-def]

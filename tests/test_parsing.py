@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from distill.prompts import LETTERS
+from distill.choices import LETTERS
 from distill.teacher.parsing import extract_letter, parse_completion
 from schemas.teacher import TeacherResult
 

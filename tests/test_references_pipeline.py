@@ -24,8 +24,7 @@ from distill.jobs.enqueue import create_run
 from distill.jobs.status import collect
 from distill.models import Job, JobStatus, Question, Run, utcnow
 from schemas.export import ExportOptions, OutputKind
-from tests.factories import TEACHER, add_generation
-from tests.helpers import add_questions
+from tests.support.factories import TEACHER, add_generation, add_questions
 
 DATA = Path(__file__).parent / "data" / "references" / "referring.jsonl"
 SOURCE = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines()]

@@ -14,8 +14,8 @@ from distill.db import session_scope
 from distill.jobs.runner import Runner
 from distill.models import Generation, Job, JobStatus, Outcome
 from distill.teacher.client import TeacherError
-from tests.fakes.teacher import FakeTeacher, answer, truncated
-from tests.helpers import add_questions, enqueue
+from tests.support.factories import add_questions, enqueue
+from tests.support.fake_teacher import FakeTeacher, answer, truncated
 
 
 def _gold(prompt: str) -> str:

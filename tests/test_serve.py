@@ -23,15 +23,14 @@ from distill.cli.teacher import app
 from distill.config import Settings, get_settings
 from distill.errors import UserError
 from distill.teacher import vllm as serve
-from tests.integration import (
+from distill.teacher.server import (
     DISTILL_CLI,
-    TINY_TEACHER_DIR,
     free_port,
     process_group_alive,
-    require_vllm_tier,
     start_teacher,
     stop_teacher,
 )
+from tests.support.vllm import TINY_TEACHER_DIR, require_vllm_tier
 
 runner = CliRunner()
 

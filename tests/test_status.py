@@ -15,8 +15,7 @@ from distill.cli import _register, app
 from distill.db import session_scope
 from distill.jobs.status import collect
 from distill.models import Job, JobStatus, utcnow
-from tests.factories import add_generation
-from tests.helpers import add_questions, enqueue
+from tests.support.factories import add_generation, add_questions, enqueue
 
 _register()
 runner = CliRunner()

@@ -1,4 +1,4 @@
-"""The teacher client against a real local HTTP server (tests/fakes/openai_server.py)."""
+"""The teacher client against a real local HTTP server (tests/support/fake_openai.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ from distill.config import Settings
 from distill.prompts import build_messages, render_user_prompt
 from distill.teacher.client import OpenAITeacher, TeacherError
 from distill.teacher.parsing import parse_completion
-from tests.fakes.openai_server import (
+from distill.teacher.probe import probe
+from schemas.teacher import TeacherRequest
+from tests.support.fake_openai import (
     Delay,
     Disconnect,
     Error,
@@ -71,8 +73,8 @@ def closed_port() -> int:
 
 async def test_sends_messages_as_given_with_configured_sampling(server: FakeOpenAIServer) -> None:
     async with make_teacher(server.url, temperature=0.7, top_p=0.9, api_key="sk-test") as teacher:
-        await teacher.complete(MESSAGES, max_tokens=321)
-        params = teacher.request_params(321)
+        await teacher.complete(teacher.request(MESSAGES, max_tokens=321))
+        params = teacher.request(MESSAGES, max_tokens=321).params()
 
     [body] = server.requests
     assert body["messages"] == MESSAGES  # no system prompt added
@@ -97,8 +99,12 @@ async def test_from_settings_uses_every_teacher_setting(server: FakeOpenAIServer
     async with OpenAITeacher.from_settings(settings) as teacher:
         assert (teacher.base_url, teacher.model) == (server.url, MODEL)
         assert (teacher.timeout, teacher.retries, teacher.backoff_max) == (12.5, 5, 0.02)
-        assert teacher.request_params(10) == {"temperature": 0.3, "top_p": 0.8, "max_tokens": 10}
-        await teacher.complete(MESSAGES, max_tokens=10)
+        assert teacher.request(MESSAGES, max_tokens=10).params() == {
+            "temperature": 0.3,
+            "top_p": 0.8,
+            "max_tokens": 10,
+        }
+        await teacher.complete(teacher.request(MESSAGES, max_tokens=10))
     assert "Authorization" not in server.headers[0]
 
 
@@ -107,7 +113,7 @@ async def test_from_settings_uses_every_teacher_setting(server: FakeOpenAIServer
 
 async def test_default_reply_is_fake_reply_of_the_user_prompt(server: FakeOpenAIServer) -> None:
     async with make_teacher(server.url) as teacher:
-        result = await teacher.complete(MESSAGES, max_tokens=64)
+        result = await teacher.complete(teacher.request(MESSAGES, max_tokens=64))
     expected = fake_reply(render_user_prompt("Which is a prime?", ["4", "6", "7", "9"]), 64)
     assert result.text == expected.text
     assert result.finish_reason == expected.finish_reason
@@ -121,7 +127,7 @@ async def test_default_reply_is_fake_reply_of_the_user_prompt(server: FakeOpenAI
 async def test_reports_the_model_name_the_server_used(server: FakeOpenAIServer) -> None:
     server.script(Reply(CLOSED, model="served-as-this"))
     async with make_teacher(server.url) as teacher:
-        result = await teacher.complete(MESSAGES, max_tokens=64)
+        result = await teacher.complete(teacher.request(MESSAGES, max_tokens=64))
     assert result.model == "served-as-this"
 
 
@@ -131,7 +137,7 @@ async def test_empty_content_is_a_result_not_an_error(
 ) -> None:
     server.script(Reply(content, "stop"))
     async with make_teacher(server.url) as teacher:
-        result = await teacher.complete(MESSAGES, max_tokens=64)
+        result = await teacher.complete(teacher.request(MESSAGES, max_tokens=64))
     assert (result.text, result.reasoning_content, result.finish_reason) == ("", None, "stop")
     assert server.calls == 1
 
@@ -139,7 +145,7 @@ async def test_empty_content_is_a_result_not_an_error(
 async def test_length_stop_is_a_result_not_an_error(server: FakeOpenAIServer) -> None:
     server.script(Reply("Okay, let me think about", "length", completion_tokens=5))
     async with make_teacher(server.url) as teacher:
-        result = await teacher.complete(MESSAGES, max_tokens=5)
+        result = await teacher.complete(teacher.request(MESSAGES, max_tokens=5))
     assert (result.finish_reason, result.completion_tokens) == ("length", 5)
     assert server.calls == 1
 
@@ -153,7 +159,7 @@ async def test_separate_reasoning_field(server: FakeOpenAIServer, field: str) ->
         else Reply(answer, reasoning=chain)
     )
     async with make_teacher(server.url) as teacher:
-        result = await teacher.complete(MESSAGES, max_tokens=64)
+        result = await teacher.complete(teacher.request(MESSAGES, max_tokens=64))
     assert result.reasoning_content == "Nine is 3 squared."
     assert result.text == answer
     parsed = parse_completion(result, n_options=4)
@@ -170,7 +176,7 @@ async def test_503_storm_tries_exactly_retries_times(
     with caplog.at_level(logging.WARNING, logger="distill.teacher"):
         async with make_teacher(server.url) as teacher:
             with pytest.raises(TeacherError) as info:
-                await teacher.complete(MESSAGES, max_tokens=64)
+                await teacher.complete(teacher.request(MESSAGES, max_tokens=64))
     assert server.calls == RETRIES
     assert info.value.retryable
     assert info.value.status == 503
@@ -184,7 +190,7 @@ async def test_503_storm_tries_exactly_retries_times(
 async def test_503_then_success(server: FakeOpenAIServer) -> None:
     server.script(Error(503, "restarting"), Reply(CLOSED))
     async with make_teacher(server.url) as teacher:
-        result = await teacher.complete(MESSAGES, max_tokens=64)
+        result = await teacher.complete(teacher.request(MESSAGES, max_tokens=64))
     assert result.text == CLOSED
     assert server.calls == 2
 
@@ -195,7 +201,7 @@ async def test_429_is_retried_and_retry_after_is_capped_by_backoff_max(
     server.script(Error(429, "slow down", headers={"Retry-After": "30"}), Reply(CLOSED))
     started = time.monotonic()
     async with make_teacher(server.url) as teacher:
-        result = await teacher.complete(MESSAGES, max_tokens=64)
+        result = await teacher.complete(teacher.request(MESSAGES, max_tokens=64))
     assert result.text == CLOSED
     assert server.calls == 2
     assert time.monotonic() - started < 5  # Retry-After 30 s, but backoff_max is 0.01 s
@@ -204,7 +210,7 @@ async def test_429_is_retried_and_retry_after_is_capped_by_backoff_max(
 async def test_timeout_is_retried(server: FakeOpenAIServer) -> None:
     server.script(Delay(5.0), Reply(CLOSED))
     async with make_teacher(server.url, timeout=0.3) as teacher:
-        result = await teacher.complete(MESSAGES, max_tokens=64)
+        result = await teacher.complete(teacher.request(MESSAGES, max_tokens=64))
     assert result.text == CLOSED
     assert server.calls == 2
 
@@ -213,7 +219,7 @@ async def test_timeouts_until_cap(server: FakeOpenAIServer) -> None:
     server.script([Delay(5.0)] * RETRIES)
     async with make_teacher(server.url, timeout=0.2) as teacher:
         with pytest.raises(TeacherError, match=r"within 0\.2s") as info:
-            await teacher.complete(MESSAGES, max_tokens=64)
+            await teacher.complete(teacher.request(MESSAGES, max_tokens=64))
     assert info.value.retryable
     assert server.calls == RETRIES
 
@@ -226,7 +232,7 @@ async def test_timeouts_until_cap(server: FakeOpenAIServer) -> None:
 async def test_malformed_200_is_retried(server: FakeOpenAIServer, broken: Malformed) -> None:
     server.script(broken, Reply(CLOSED))
     async with make_teacher(server.url) as teacher:
-        result = await teacher.complete(MESSAGES, max_tokens=64)
+        result = await teacher.complete(teacher.request(MESSAGES, max_tokens=64))
     assert result.text == CLOSED
     assert server.calls == 2
 
@@ -234,7 +240,7 @@ async def test_malformed_200_is_retried(server: FakeOpenAIServer, broken: Malfor
 async def test_dropped_connection_is_retried(server: FakeOpenAIServer) -> None:
     server.script(Disconnect(), Reply(CLOSED))
     async with make_teacher(server.url) as teacher:
-        result = await teacher.complete(MESSAGES, max_tokens=64)
+        result = await teacher.complete(teacher.request(MESSAGES, max_tokens=64))
     assert result.text == CLOSED
     assert server.calls == 2
 
@@ -244,7 +250,7 @@ async def test_400_fails_at_once_with_the_server_message() -> None:
     with FakeOpenAIServer(model=MODEL, max_model_len=100) as server:
         async with make_teacher(server.url) as teacher:
             with pytest.raises(TeacherError) as info:
-                await teacher.complete(MESSAGES, max_tokens=4096)
+                await teacher.complete(teacher.request(MESSAGES, max_tokens=4096))
         assert server.calls == 1
     assert not info.value.retryable
     assert info.value.status == 400
@@ -256,7 +262,7 @@ async def test_other_4xx_fail_at_once(server: FakeOpenAIServer, status: int) -> 
     server.script(Error(status, f"nope {status}", style="openai"))
     async with make_teacher(server.url) as teacher:
         with pytest.raises(TeacherError, match=f"nope {status}") as info:
-            await teacher.complete(MESSAGES, max_tokens=64)
+            await teacher.complete(teacher.request(MESSAGES, max_tokens=64))
     assert (info.value.retryable, info.value.status) == (False, status)
     assert server.calls == 1
 
@@ -264,7 +270,7 @@ async def test_other_4xx_fail_at_once(server: FakeOpenAIServer, status: int) -> 
 async def test_unknown_model_fails_at_once(server: FakeOpenAIServer) -> None:
     async with make_teacher(server.url, model="not-served") as teacher:
         with pytest.raises(TeacherError, match="`not-served` does not exist") as info:
-            await teacher.complete(MESSAGES, max_tokens=64)
+            await teacher.complete(teacher.request(MESSAGES, max_tokens=64))
     assert not info.value.retryable
     assert server.calls == 1
 
@@ -276,7 +282,7 @@ async def test_connection_refused_is_retried_then_names_the_url(
     with caplog.at_level(logging.WARNING, logger="distill.teacher"):
         async with make_teacher(url) as teacher:
             with pytest.raises(TeacherError) as info:
-                await teacher.complete(MESSAGES, max_tokens=64)
+                await teacher.complete(teacher.request(MESSAGES, max_tokens=64))
     assert info.value.retryable
     assert url in str(info.value)
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == RETRIES - 1
@@ -285,7 +291,7 @@ async def test_connection_refused_is_retried_then_names_the_url(
 async def test_url_without_scheme_fails_at_once() -> None:
     async with make_teacher("localhost:8000/v1") as teacher:
         with pytest.raises(TeacherError, match="http:// or https://") as info:
-            await teacher.complete(MESSAGES, max_tokens=64)
+            await teacher.complete(teacher.request(MESSAGES, max_tokens=64))
     assert not info.value.retryable
 
 
@@ -296,7 +302,9 @@ async def test_many_requests_in_flight_at_once() -> None:
             started = time.monotonic()
             results = await asyncio.gather(
                 *(
-                    teacher.complete(build_messages(f"Q{i}?", ["a", "b"]), max_tokens=64)
+                    teacher.complete(
+                        teacher.request(build_messages(f"Q{i}?", ["a", "b"]), max_tokens=64)
+                    )
                     for i in range(16)
                 )
             )
@@ -314,7 +322,9 @@ async def test_requests_beyond_max_connections_wait_without_timing_out() -> None
         async with make_teacher(server.url, timeout=0.5, retries=1, max_connections=2) as teacher:
             await asyncio.gather(
                 *(
-                    teacher.complete(build_messages(f"Q{i}?", ["a", "b"]), max_tokens=64)
+                    teacher.complete(
+                        teacher.request(build_messages(f"Q{i}?", ["a", "b"]), max_tokens=64)
+                    )
                     for i in range(6)
                 )
             )
@@ -346,7 +356,7 @@ async def test_probe_reports_the_response_shape(
 ) -> None:
     server.script(reply)
     async with make_teacher(server.url) as teacher:
-        report = await teacher.probe()
+        report = await probe(teacher)
     assert report.shape == shape
     assert (report.model, report.response_model, report.served_models) == (MODEL, MODEL, [MODEL])
     assert report.finish_reason == reply.finish_reason
@@ -360,7 +370,7 @@ async def test_probe_names_the_served_models_when_ours_is_missing() -> None:
     with FakeOpenAIServer(model="some-other-model") as server:
         async with make_teacher(server.url) as teacher:
             with pytest.raises(TeacherError, match="some-other-model") as info:
-                await teacher.probe()
+                await probe(teacher)
         assert server.calls == 0
     assert MODEL in str(info.value)
     assert not info.value.retryable
@@ -370,7 +380,7 @@ async def test_probe_of_an_unreachable_server_names_the_url() -> None:
     url = f"http://127.0.0.1:{closed_port()}/v1"
     async with make_teacher(url) as teacher:
         with pytest.raises(TeacherError, match="cannot reach the teacher") as info:
-            await teacher.probe()
+            await probe(teacher)
     assert url in str(info.value)
 
 
@@ -378,7 +388,7 @@ async def test_probe_passes_server_errors_through(server: FakeOpenAIServer) -> N
     server.script(Error(400, "max_tokens must be at least 1"))
     async with make_teacher(server.url) as teacher:
         with pytest.raises(TeacherError, match="max_tokens must be at least 1"):
-            await teacher.probe()
+            await probe(teacher)
 
 
 # --- the fake as a standalone process -----------------------------------------------------------
@@ -386,7 +396,7 @@ async def test_probe_passes_server_errors_through(server: FakeOpenAIServer) -> N
 
 def test_fake_server_runs_standalone() -> None:
     root = Path(__file__).resolve().parents[1]
-    command = [sys.executable, "-m", "tests.fakes.openai_server", "--model", "m1", "--port", "0"]
+    command = [sys.executable, "-m", "tests.support.fake_openai", "--model", "m1", "--port", "0"]
     proc = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -408,3 +418,29 @@ def test_fake_server_runs_standalone() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+async def test_sends_exactly_the_request_it_is_given(server: FakeOpenAIServer) -> None:
+    # A job's request of record: its model and sampling, not this client's own settings.
+    async with make_teacher(server.url, temperature=0.9, top_p=0.5) as teacher:
+        request = TeacherRequest(
+            model=MODEL, messages=MESSAGES, max_tokens=77, temperature=0.2, top_p=0.95
+        )
+        result = await teacher.complete(request)
+    [body] = server.requests
+    assert body == request.body()
+    assert body == {
+        "model": MODEL,
+        "messages": MESSAGES,
+        "temperature": 0.2,
+        "top_p": 0.95,
+        "max_tokens": 77,
+    }
+    assert result.model == MODEL
+
+
+async def test_a_request_without_sampling_sends_none(server: FakeOpenAIServer) -> None:
+    async with make_teacher(server.url) as teacher:
+        await teacher.complete(TeacherRequest(model=MODEL, messages=MESSAGES, max_tokens=8))
+    [body] = server.requests
+    assert body == {"model": MODEL, "messages": MESSAGES, "max_tokens": 8}

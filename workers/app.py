@@ -1,23 +1,31 @@
-"""The Celery app: configuration only. Tasks live in workers/tasks.py."""
+"""The Celery app: configuration only, from the Settings it is given. The task is in
+workers/tasks.py; `distill worker` builds the app with `make_app(settings)` and starts it."""
 
 from __future__ import annotations
 
 from celery import Celery
+from kombu import Queue
 
-from distill.config import Settings, get_settings
-from distill.jobs.publish import QUEUE
+from distill.config import Settings
+from distill.jobs.publish import worker_queues
+from workers import tasks
 
 
-def make_app(settings: Settings | None = None) -> Celery:
-    settings = settings or get_settings()
-    app = Celery("distill", broker=settings.broker_url, include=["workers.tasks"])
+def make_app(settings: Settings) -> Celery:
+    """A worker app for `settings`: it consumes the queues of settings.teacher_model (one per
+    prompt version this code renders) and runs jobs with a Runner configured by `settings`."""
+    queues = worker_queues(settings.teacher_model)
+    app = Celery("distill", broker=settings.broker_url)
     app.conf.update(
         # Messages carry only a job id; JSON keeps them readable and rules out pickle payloads.
         task_serializer="json",
         accept_content=["json"],
         # Results live in the database, not in a Celery result backend.
         task_ignore_result=True,
-        task_default_queue=QUEUE,
+        # Jobs are routed by (teacher model, prompt version): this worker takes only jobs it can
+        # send to its own endpoint in the words they were made with (distill.jobs.publish).
+        task_queues=[Queue(name) for name in queues],
+        task_default_queue=queues[0],
         # Ack only after the job's result is written: a worker killed mid-request leaves its
         # messages unacknowledged, and the broker hands them to another worker.
         task_acks_late=True,
@@ -46,7 +54,5 @@ def make_app(settings: Settings | None = None) -> Celery:
         # itself (request timeout × tries, then the attempts cap), and the lease covers the rest.
         worker_hijack_root_logger=False,
     )
+    tasks.register(app, settings)
     return app
-
-
-app = make_app()

@@ -18,8 +18,7 @@ from distill.config import Settings, get_settings
 from distill.db import session_scope
 from distill.errors import UserError
 from distill.jobs import enqueue as enqueue_mod
-from distill.jobs import publish as queue
-from distill.jobs import requeue as retry_mod
+from distill.jobs import publish, requeue
 from distill.jobs import status as status_mod
 from distill.jobs.lease import stuck_job_ids
 from distill.teacher.budget import Budget, read_budget
@@ -93,15 +92,10 @@ def enqueue(
         # Before anything is written: a budget the teacher cannot serve makes no run.
         _check_budget(settings, selection.max_tokens, selection.longest_prompt)
         plan = enqueue_mod.insert_run(session, selection)
-    # Published only after the commit: a worker must find the job row when the message arrives.
-    try:
-        queue.publish(plan.job_ids, broker_url=settings.broker_url)
-    except Exception as exc:
-        raise UserError(
-            f"run {plan.run_id}: {len(plan.job_ids)} jobs saved but the broker at "
-            f"{settings.broker_url} is unreachable ({exc}); "
-            "start Redis and run `distill retry --stuck`"
-        ) from exc
+        try:
+            publish.commit_and_publish(session, plan.job_ids, broker_url=settings.broker_url)
+        except UserError as exc:
+            raise UserError(f"run {plan.run_id}: {exc}") from exc
     summary = {
         "run_id": plan.run_id,
         "questions": plan.questions,
@@ -225,27 +219,21 @@ def worker(
 
     Example: DISTILL_TEACHER_URL=http://gpu-host:8000/v1 distill worker --concurrency 128
     """
-    import os
-
     settings = get_settings()
-    c = concurrency or settings.concurrency
-    # The runner's semaphore and Celery's pool must agree on the number of requests in flight.
-    os.environ["DISTILL_CONCURRENCY"] = str(c)
-    get_settings.cache_clear()
-    from workers.app import (
-        app,
-    )  # the worker side imports distill, not the other way round
+    if concurrency:
+        # The runner's semaphore and Celery's pool agree on the number of requests in flight.
+        settings = settings.model_copy(update={"concurrency": concurrency})
+    from workers.app import make_app  # the worker side imports distill, not the other way round
 
+    app = make_app(settings)
     argv = [
         "worker",
         "--pool",
         "threads",
         "--concurrency",
-        str(c),
+        str(settings.concurrency),
         "--loglevel",
         loglevel,
-        "-Q",
-        queue.QUEUE,
     ]
     if hostname:
         argv += ["--hostname", hostname]
@@ -303,6 +291,10 @@ def _table(r: StatusReport) -> Table:
     )
     for name, count in r.jobs.items():
         table.add_row(f"jobs {name}", str(count))
+    if len(r.queued_by_route) > 1:
+        # Several teacher models or prompt versions: each waits for workers of its own.
+        for route, count in r.queued_by_route.items():
+            table.add_row(f"  queued for {route}", str(count))
     for name, count in r.outcomes.items():
         table.add_row(f"outcome {name}", str(count))
     table.add_row("accuracy", f"{r.accuracy:.1%}" if r.accuracy is not None else "n/a")
@@ -362,28 +354,31 @@ def retry(
         raise UserError("--max-tokens only applies with --truncated")
     settings = get_settings()
     to_publish: list[int] = []
+    report: list[str] = []
     with session_scope() as session:
         if failed:
-            ids = retry_mod.requeue_failed(session, run_id=run)
-            typer.echo(f"re-queued {len(ids)} failed job(s)")
+            ids = requeue.requeue_failed(session, run_id=run)
+            report.append(f"re-queued {len(ids)} failed job(s)")
             to_publish += ids
         if truncated:
             assert max_tokens is not None
-            result = retry_mod.retry_truncated(session, max_tokens=max_tokens, run_id=run)
+            result = requeue.retry_truncated(session, max_tokens=max_tokens, run_id=run)
             skipped = (
                 f"; {result.skipped_budget} skipped (budget already ≥ {max_tokens})"
                 if result.skipped_budget
                 else ""
             )
             where = f" in run {result.run_id}" if result.run_id is not None else ""
-            typer.echo(
+            report.append(
                 f"created {len(result.job_ids)} job(s) for truncated generations "
                 f"with max_tokens={max_tokens}{where}{skipped}"
             )
             to_publish += result.job_ids
         if stuck:
             ids = stuck_job_ids(session)
-            typer.echo(f"re-publishing {len(ids)} queued or lease-expired job(s)")
+            report.append(f"re-publishing {len(ids)} queued or lease-expired job(s)")
             to_publish += ids
-    if to_publish:
-        queue.publish(sorted(set(to_publish)), broker_url=settings.broker_url)
+        # Reported once it is committed and published, never before.
+        publish.commit_and_publish(session, sorted(set(to_publish)), broker_url=settings.broker_url)
+    for line in report:
+        typer.echo(line)

@@ -156,9 +156,10 @@ async def _probe(settings: Settings, max_tokens: int) -> tuple[ProbeReport, str 
     # Imported here so that `distill teacher serve` starts without loading the client stack.
     from distill.teacher.budget import read_budget
     from distill.teacher.client import OpenAITeacher
+    from distill.teacher.probe import probe
 
     async with OpenAITeacher.from_settings(settings) as teacher:
-        report = await teacher.probe()
+        report = await probe(teacher)
         budget = await read_budget(teacher, max_tokens=max_tokens)
     report = report.model_copy(
         update={

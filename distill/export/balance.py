@@ -14,10 +14,9 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 
-from distill.choices import OrderRule
+from distill.choices import LETTERS, OrderRule
 from distill.export.items import PlannedRecord
 from distill.export.seeding import seeded_key
-from distill.prompts import LETTERS
 from schemas.export import Split
 
 

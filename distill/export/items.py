@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from distill.choices import gold_letter
 from distill.export.select import QuestionRow
-from distill.prompts import LETTERS
 from schemas.export import Split
 
 
@@ -37,7 +37,7 @@ class PlannedRecord:
 
     @property
     def letter(self) -> str:
-        return LETTERS[self.order.index(self.question.answer_index)]
+        return gold_letter(self.order, self.question.answer_index)
 
     @property
     def n_options(self) -> int:

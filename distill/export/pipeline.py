@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from distill.choices import gold_letter
 from distill.db import get_engine
 from distill.errors import UserError
 from distill.export.card import render_card
@@ -26,7 +27,6 @@ from distill.export.plots import write_plots
 from distill.export.records import (
     CleanChain,
     clean_chain,
-    gold_letter,
     reasoning_content,
     user_prompt,
 )

@@ -9,13 +9,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from distill.choices import OptionOrder
+from distill.choices import OptionOrder, gold_letter
 from distill.errors import UserError
 from distill.export.balance import choose_balanced, rebalance_direct, subsample_balanced
 from distill.export.curriculum import order_train, order_validation, score
 from distill.export.dedupe import EvalIndex, near_duplicates
 from distill.export.items import Difficulty, PlannedRecord
-from distill.export.records import ChainDrop, gold_letter
+from distill.export.records import ChainDrop
 from distill.export.select import QuestionRow, SampleRow
 from distill.export.splits import assign_splits, default_val_size
 from distill.models import Outcome

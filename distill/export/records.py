@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from distill.prompts import LETTERS, render_student_prompt
+from distill.choices import presented
+from distill.prompts import render_student_prompt
 from schemas.export import RecordContext, TemplateMode
 
 # Markers the teacher itself writes; stripped from chains whatever the export's markers are.
@@ -44,11 +45,6 @@ _BOXED_LINE = re.compile(
     re.IGNORECASE,
 )
 _FINAL_ANSWER_HEADER = re.compile(rf"{_DECOR}final\s+answer{_DECOR}", re.IGNORECASE)
-
-
-def gold_letter(choice_order: Sequence[int], answer_index: int) -> str:
-    """The letter under which the gold option was presented (presented i = original order[i])."""
-    return LETTERS[list(choice_order).index(answer_index)]
 
 
 def _strip_markers(text: str, markers: Sequence[str]) -> tuple[str, int]:
@@ -99,10 +95,6 @@ def clean_chain(reasoning: str | None, *, gold: str, ctx: RecordContext) -> Clea
 
 def reasoning_content(chain: str, *, letter: str, ctx: RecordContext) -> str:
     return f"{ctx.think_open}\n{chain}\n{ctx.think_close}\n\n{ctx.answer_line(letter)}"
-
-
-def presented(choices: Sequence[str], order: Sequence[int]) -> list[str]:
-    return [choices[i] for i in order]
 
 
 def user_prompt(

@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from typing import Literal, get_args
 
-from distill.prompts import LETTERS
+from distill.choices import LETTERS
 from schemas.mcq import normalise_text
 
 AnswerFormat = Literal["auto", "letter", "index", "text"]

@@ -15,11 +15,11 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import String
 
+from distill.choices import LETTERS
 from distill.choices.references import is_list_reference
 from distill.importers.answers import AnswerError, resolve_answer, show
 from distill.importers.layout import Layout
 from distill.models import Question
-from distill.prompts import LETTERS
 from schemas.mcq import MAX_OPTIONS, MIN_OPTIONS, MCQRecord, normalise_text
 
 

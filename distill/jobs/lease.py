@@ -2,7 +2,13 @@
 
 A claim takes a lease (token + expiry). Finishing requires the same token, so a worker whose lease
 expired and was taken over cannot overwrite the new owner's result. Every transition is a
-conditional UPDATE, which makes a duplicate or late message harmless."""
+conditional UPDATE, which makes a duplicate or late message harmless.
+
+The job row is the request of record: a claim returns the job's model, the run's sampling
+parameters, the job's budget and the prompt of the job's prompt version, and the worker sends
+exactly that. A worker claims only jobs for its own teacher model and for prompt versions its
+code can render; any other job is reported as foreign, untouched and uncharged, to be routed to
+the workers that can take it."""
 
 from __future__ import annotations
 
@@ -12,11 +18,16 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from distill.models import Generation, Job, JobStatus, Question, utcnow
-from distill.prompts import LETTERS, build_messages
+from distill.choices import gold_letter
+from distill.models import Generation, Job, JobStatus, Question, Run, utcnow
+from distill.prompts import PROMPTS, render_prompt
+from schemas.teacher import TeacherRequest
+
+# The run parameters that are sampling parameters of the request (the rest describe the run).
+SAMPLING_PARAMS = ("temperature", "top_p")
 
 
 @dataclass(frozen=True)
@@ -24,11 +35,19 @@ class ClaimedJob:
     job_id: int
     lease_token: str
     attempts: int
-    max_tokens: int
-    messages: list[dict[str, str]]
+    request: TeacherRequest  # exactly what is sent, and what is stored with the generation
+    prompt_version: str
     choice_order: list[int]
     gold_letter: str
     n_options: int
+
+    @property
+    def max_tokens(self) -> int:
+        return self.request.max_tokens
+
+    @property
+    def messages(self) -> list[dict[str, str]]:
+        return self.request.messages
 
 
 @dataclass(frozen=True)
@@ -40,6 +59,9 @@ class ClaimResult:
     final: list[int] = field(default_factory=list)
     # Jobs whose lease expired once too often (worker died each time): now failed.
     exhausted: list[int] = field(default_factory=list)
+    # Jobs for another teacher model or a prompt version this code cannot render: untouched,
+    # to be routed to workers that can take them. job id -> (teacher model, prompt version)
+    foreign: dict[int, tuple[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -55,19 +77,33 @@ class Failure:
     lease_token: str
     error: str
     retryable: bool
+    # False when the job is not at fault (e.g. the worker's endpoint does not serve its model):
+    # it goes back to queued and the claim's attempt is given back.
+    charge: bool = True
 
 
 def claim(
-    session: Session, job_ids: Sequence[int], *, lease_seconds: float, max_attempts: int
+    session: Session,
+    job_ids: Sequence[int],
+    *,
+    lease_seconds: float,
+    max_attempts: int,
+    teacher_model: str | None = None,
+    prompt_versions: Sequence[str] | None = None,
 ) -> ClaimResult:
-    """Lease every claimable job among job_ids in one transaction."""
+    """Lease every claimable job among job_ids in one transaction: jobs for `teacher_model`
+    (None: any) and of `prompt_versions` (default: those this code renders)."""
     now = utcnow()
     token = str(uuid.uuid4())
     ids = sorted(set(job_ids))
+    versions = list(PROMPTS if prompt_versions is None else prompt_versions)
     claimable = or_(
         Job.status == JobStatus.queued,
         and_(Job.status == JobStatus.running, Job.lease_expires_at < now),
     )
+    mine: ColumnElement[bool] = Job.prompt_version.in_(versions)
+    if teacher_model is not None:
+        mine = and_(mine, Job.teacher_model == teacher_model)
     # A job that already used its attempts and whose lease expired again has killed (or lost)
     # a worker max_attempts times: fail it instead of handing it out forever.
     exhausted = list(
@@ -94,7 +130,7 @@ def claim(
         )
     session.execute(
         update(Job)
-        .where(Job.id.in_(ids), claimable, Job.attempts < max_attempts)
+        .where(Job.id.in_(ids), claimable, mine, Job.attempts < max_attempts)
         .values(
             status=JobStatus.running,
             lease_token=token,
@@ -108,42 +144,62 @@ def claim(
         select(
             Job.id,
             Job.attempts,
+            Job.teacher_model,
+            Job.prompt_version,
             Job.max_tokens,
             Job.choice_order,
+            Run.params,
             Question.question,
             Question.choices,
             Question.answer_index,
         )
         .join(Question, Question.id == Job.question_id)
+        .join(Run, Run.id == Job.run_id)
         .where(Job.lease_token == token)
     )
     claimed = []
-    for job_id, attempts, max_tokens, order, text, choices, answer_index in rows:
-        presented = [choices[i] for i in order]
+    for job_id, attempts, model, version, max_tokens, order, params, text, choices, gold in rows:
+        sampling = {k: params[k] for k in SAMPLING_PARAMS if params.get(k) is not None}
+        request = TeacherRequest(
+            model=model,
+            messages=render_prompt(version, text, [choices[i] for i in order]),
+            max_tokens=max_tokens,
+            **sampling,
+        )
         claimed.append(
             ClaimedJob(
                 job_id=job_id,
                 lease_token=token,
                 attempts=attempts,
-                max_tokens=max_tokens,
-                messages=build_messages(text, presented),
+                request=request,
+                prompt_version=version,
                 choice_order=list(order),
-                gold_letter=LETTERS[order.index(answer_index)],
+                gold_letter=gold_letter(order, gold),
                 n_options=len(choices),
             )
         )
     got = {c.job_id for c in claimed} | set(exhausted)
     busy: dict[int, float] = {}
-    final: list[int] = []
+    foreign: dict[int, tuple[str, str]] = {}
     rest = [i for i in ids if i not in got]
     if rest:
-        for job_id, status, expires in session.execute(
-            select(Job.id, Job.status, Job.lease_expires_at).where(Job.id.in_(rest))
+        for job_id, status, expires, model, version in session.execute(
+            select(
+                Job.id, Job.status, Job.lease_expires_at, Job.teacher_model, Job.prompt_version
+            ).where(Job.id.in_(rest))
         ):
-            if status == JobStatus.running and expires is not None:
+            live = status == JobStatus.running and expires is not None and expires >= now
+            other = version not in versions or (
+                teacher_model is not None and model != teacher_model
+            )
+            if other and not live and status in (JobStatus.queued, JobStatus.running):
+                foreign[job_id] = (model, version)
+            elif status == JobStatus.running and expires is not None:
                 busy[job_id] = max((expires - now).total_seconds(), 0.0)
-        final = [i for i in rest if i not in busy]
-    return ClaimResult(claimed=claimed, busy=busy, final=final, exhausted=exhausted)
+    final = [i for i in rest if i not in busy and i not in foreign]
+    return ClaimResult(
+        claimed=claimed, busy=busy, final=final, exhausted=exhausted, foreign=foreign
+    )
 
 
 def finish(
@@ -163,6 +219,13 @@ def finish(
             values: dict[str, Any] = {"status": JobStatus.done, "last_error": None}
         elif not result.retryable:
             values = {"status": JobStatus.failed, "last_error": result.error}
+        elif not result.charge:
+            # Not the job's fault: back to the queue, and the claim's attempt is given back.
+            values = {
+                "status": JobStatus.queued,
+                "last_error": result.error,
+                "attempts": Job.attempts - 1,
+            }
         else:
             # Retryable, but only while attempts remain; the attempts count was taken at claim.
             attempts = session.scalar(select(Job.attempts).where(owned))

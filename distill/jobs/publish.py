@@ -1,32 +1,106 @@
-"""Publishing job ids to the broker. Only the task's name and queue are shared with `workers/`,
-so the CLI can publish without importing the worker side (imports flow distill ← workers)."""
+"""Publishing job ids to the broker, after the commit, on the queue of the workers that can take
+them.
+
+A message carries only a job id. Jobs are routed by (teacher model, prompt version), one Celery
+queue each: a worker consumes the queues of its own teacher model for the prompt versions its code
+renders, so a job is never sent to another model or asked in words it was not made with. Only the
+task's name and the queue names are shared with `workers/`, so the CLI publishes without
+importing the worker side (imports flow distill ← workers)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 from celery import Celery
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from distill import redact
+from distill.errors import UserError
+from distill.models import Job
+from distill.prompts import PROMPTS
 
 TASK_NAME = "distill.run_job"
-QUEUE = "distill"
+# Where every message went before routing; workers still drain it, and re-route what they find.
+LEGACY_QUEUE = "distill"
+IN_CHUNKS = 500
+
+Route = tuple[str, str]  # (teacher model, prompt version)
+
+
+def queue_name(route: Route) -> str:
+    model, version = route
+    return f"distill.{model}.{version}"
+
+
+def worker_queues(teacher_model: str) -> list[str]:
+    """The queues a worker for `teacher_model` consumes: one per prompt version this code
+    renders, and the legacy queue."""
+    return [queue_name((teacher_model, version)) for version in PROMPTS] + [LEGACY_QUEUE]
 
 
 @lru_cache(maxsize=4)
 def producer_app(broker_url: str) -> Celery:
     app = Celery("distill-producer", broker=broker_url)
-    app.conf.update(task_serializer="json", accept_content=["json"], task_default_queue=QUEUE)
+    app.conf.update(task_serializer="json", accept_content=["json"])
     return app
 
 
-def publish(job_ids: Iterable[int], *, broker_url: str, countdown: float | None = None) -> int:
-    """Send one message per job id, over one connection. Call only after the jobs are committed."""
+def publish(
+    routes: Mapping[Route, Iterable[int]], *, broker_url: str, countdown: float | None = None
+) -> int:
+    """Send one message per job id, on its route's queue, over one connection. Call only after
+    the jobs are committed: a worker must find the row when the message arrives."""
     app = producer_app(broker_url)
     sent = 0
     with app.producer_or_acquire() as producer:
-        for job_id in job_ids:
-            app.send_task(
-                TASK_NAME, args=[job_id], queue=QUEUE, producer=producer, countdown=countdown
-            )
-            sent += 1
+        for route, job_ids in routes.items():
+            queue = queue_name(route)
+            for job_id in job_ids:
+                app.send_task(
+                    TASK_NAME, args=[job_id], queue=queue, producer=producer, countdown=countdown
+                )
+                sent += 1
     return sent
+
+
+def job_routes(session: Session, job_ids: Sequence[int]) -> dict[Route, list[int]]:
+    """The jobs grouped by route, ids in order."""
+    routes: dict[Route, list[int]] = defaultdict(list)
+    ids = sorted(set(job_ids))
+    for start in range(0, len(ids), IN_CHUNKS):
+        rows = session.execute(
+            select(Job.id, Job.teacher_model, Job.prompt_version)
+            .where(Job.id.in_(ids[start : start + IN_CHUNKS]))
+            .order_by(Job.id)
+        )
+        for job_id, model, version in rows:
+            routes[(model, version)].append(job_id)
+    return dict(routes)
+
+
+@dataclass(frozen=True)
+class Published:
+    jobs: int
+
+
+def commit_and_publish(session: Session, job_ids: Sequence[int], *, broker_url: str) -> Published:
+    """Commit the caller's transaction, then publish `job_ids`: the one way jobs reach workers.
+
+    Raises UserError when the broker cannot be reached; the jobs are saved by then, and the
+    message says how to send them."""
+    routes = job_routes(session, job_ids)
+    session.commit()
+    if not routes:
+        return Published(jobs=0)
+    try:
+        publish(routes, broker_url=broker_url)
+    except Exception as exc:
+        raise UserError(
+            f"{len(job_ids)} job(s) saved but the broker at {redact.url(broker_url)} is "
+            f"unreachable ({type(exc).__name__}); start Redis and run `distill retry --stuck`"
+        ) from exc
+    return Published(jobs=len(job_ids))

@@ -19,34 +19,23 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Literal, TypeVar
 
 from sqlalchemy import Engine
 from tenacity import retry, stop_after_attempt, wait_exponential
 
 from distill.config import Settings
 from distill.db import get_engine, session_scope
+from distill.jobs.generation import generation_values
 from distill.jobs.lease import ClaimedJob, ClaimResult, Failure, Success, claim, finish
 from distill.models import JobStatus
-from distill.teacher.client import OpenAITeacher, TeacherError
-from distill.teacher.grading import grade, is_result, letter_to_original_index
-from distill.teacher.parsing import parse_completion
-from schemas.teacher import TeacherResult
+from distill.teacher.client import OpenAITeacher, Teacher, TeacherError
+from distill.teacher.grading import is_result
 
 log = logging.getLogger(__name__)
 
-Action = Literal["done", "failed", "requeue", "retry_later", "dropped"]
+Action = Literal["done", "failed", "requeue", "retry_later", "dropped", "reroute"]
 T = TypeVar("T")
-
-
-class Teacher(Protocol):
-    async def complete(
-        self, messages: list[dict[str, str]], *, max_tokens: int
-    ) -> TeacherResult: ...
-
-    def request_params(self, max_tokens: int) -> dict[str, Any]: ...
-
-    async def aclose(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -57,6 +46,8 @@ class JobOutcome:
     action: Action
     delay: float = 0.0  # seconds before the message comes back (requeue, retry_later)
     detail: str = ""
+    # reroute: the job's (teacher model, prompt version); its message belongs on that route.
+    route: tuple[str, str] | None = None
 
 
 def _requeue_delay(attempts: int) -> float:
@@ -169,6 +160,11 @@ class Runner:
                 _resolve(waiting[job_id], JobOutcome(job_id, "dropped", detail="already final"))
             for job_id in result.exhausted:
                 _resolve(waiting[job_id], JobOutcome(job_id, "failed", detail="lease expired"))
+            for job_id, route in result.foreign.items():
+                # Another teacher model, or a prompt version this code cannot render: never
+                # sent here, never charged; its message goes to the workers that can take it.
+                detail = f"job is for {route[0]} / prompt {route[1]}"
+                _resolve(waiting[job_id], JobOutcome(job_id, "reroute", detail=detail, route=route))
 
     @_db_retry
     def _claim(self, job_ids: Sequence[int]) -> ClaimResult:
@@ -178,6 +174,7 @@ class Runner:
                 job_ids,
                 lease_seconds=self._settings.lease,
                 max_attempts=self._settings.max_attempts,
+                teacher_model=self._settings.teacher_model,
             )
 
     async def _process(
@@ -189,8 +186,18 @@ class Runner:
 
     async def _ask(self, job: ClaimedJob) -> Success | Failure:
         try:
-            result = await self._teacher.complete(job.messages, max_tokens=job.max_tokens)
+            result = await self._teacher.complete(job.request)
         except TeacherError as exc:
+            if exc.status == 404:
+                # The endpoint does not serve the job's model (a misconfigured worker): the job
+                # is not at fault, so it goes back uncharged instead of failing.
+                log.error(
+                    "job %d: the teacher does not serve %s (%s); handed back uncharged",
+                    job.job_id,
+                    job.request.model,
+                    exc,
+                )
+                return Failure(job.job_id, job.lease_token, str(exc), True, charge=False)
             log.warning("job %d: teacher error: %s", job.job_id, exc)
             return Failure(job.job_id, job.lease_token, str(exc), exc.retryable)
         except Exception as exc:  # a bug or an unexpected library error: retry, keep the message
@@ -210,8 +217,7 @@ class Runner:
                 f"{result.finish_reason!r} after {result.completion_tokens} tokens)",
                 True,
             )
-        params = self._teacher.request_params(job.max_tokens)
-        return Success(job.job_id, job.lease_token, generation_values(job, result, params))
+        return Success(job.job_id, job.lease_token, generation_values(job, result))
 
     async def _writer(self) -> None:
         while True:
@@ -242,33 +248,6 @@ class Runner:
     def _finish(self, results: Sequence[Success | Failure]) -> dict[int, JobStatus | None]:
         with session_scope(self._engine) as session:
             return finish(session, results, max_attempts=self._settings.max_attempts)
-
-
-def generation_values(
-    job: ClaimedJob, result: TeacherResult, params: dict[str, Any]
-) -> dict[str, Any]:
-    """The stored exchange: request, raw response, how it was read, and how it was graded."""
-    parsed = parse_completion(result, n_options=job.n_options)
-    outcome = grade(parsed, finish_reason=result.finish_reason, gold_letter=job.gold_letter)
-    predicted_index = (
-        letter_to_original_index(parsed.letter, job.choice_order) if parsed.letter else None
-    )
-    return {
-        "teacher_model": result.model,
-        "request": {"messages": job.messages, "params": params},
-        "raw_text": result.text,
-        "raw_reasoning": result.reasoning_content,
-        "response_shape": parsed.shape,
-        "reasoning": parsed.reasoning,
-        "answer_text": parsed.answer_text,
-        "predicted_letter": parsed.letter,
-        "predicted_index": predicted_index,
-        "finish_reason": result.finish_reason,
-        "outcome": outcome,
-        "prompt_tokens": result.prompt_tokens,
-        "completion_tokens": result.completion_tokens,
-        "latency_s": result.latency_s,
-    }
 
 
 def _resolve(futures: list[concurrent.futures.Future[JobOutcome]], outcome: JobOutcome) -> None:

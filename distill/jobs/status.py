@@ -69,7 +69,18 @@ def collect(
         jobs_per_min=jobs_per_min,
         eta_s=_eta(remaining, jobs_per_min),
         referring_questions=_referring(session, run_id),
+        queued_by_route=_queued_by_route(session, job_filter),
     )
+
+
+def _queued_by_route(session: Session, where: list[ColumnElement[bool]]) -> dict[str, int]:
+    """Queued jobs per (teacher model, prompt version): each waits for workers of its own."""
+    rows = session.execute(
+        select(Job.teacher_model, Job.prompt_version, func.count())
+        .where(Job.status == JobStatus.queued, *where)
+        .group_by(Job.teacher_model, Job.prompt_version)
+    )
+    return {f"{model} / {version}": int(n) for model, version, n in sorted(rows)}
 
 
 def _finished(

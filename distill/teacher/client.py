@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -25,16 +25,20 @@ from tenacity import (
 )
 
 from distill.config import Settings
-from distill.prompts import build_messages
-from distill.teacher.parsing import parse_completion
-from schemas.teacher import ProbeReport, ResponseShape, TeacherResult
+from schemas.teacher import TeacherRequest, TeacherResult
 
 logger = logging.getLogger(__name__)
 
 _ERROR_TEXT_LIMIT = 500
 _CONNECTIONS_PER_POOL = 8
-PROBE_MAX_TOKENS = 32
-_PROBE_QUESTION = ("What is 2 + 2?", ["3", "4", "5", "6"])
+
+
+class Teacher(Protocol):
+    """What the worker needs of a teacher: OpenAITeacher, or a fake in tests."""
+
+    async def complete(self, request: TeacherRequest) -> TeacherResult: ...
+
+    async def aclose(self) -> None: ...
 
 
 class TeacherError(Exception):
@@ -176,20 +180,25 @@ class OpenAITeacher:
         for pool in self._pools:
             await pool.aclose()
 
-    def request_params(self, max_tokens: int) -> dict[str, Any]:
-        """The sampling parameters sent with every request, to be stored with the generation.
+    def request(self, messages: list[dict[str, str]], *, max_tokens: int) -> TeacherRequest:
+        """A request for this client's model and default sampling (probes and checks; a job's
+        request comes from the job: `distill.jobs.lease.ClaimedJob.request`)."""
+        return TeacherRequest(
+            model=self.model,
+            messages=messages,
+            max_tokens=max_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+        )
 
-        No `seed`: a per-request seed crashes vLLM's CPU engine, and R1 guidance is sampling anyway.
-        """
-        return {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": max_tokens}
-
-    async def complete(self, messages: list[dict[str, str]], *, max_tokens: int) -> TeacherResult:
-        """One chat completion of `messages` as given (no system prompt is added).
+    async def complete(self, request: TeacherRequest) -> TeacherResult:
+        """One chat completion of exactly `request` (no system prompt is added, nothing of this
+        client's own model or sampling is mixed in).
 
         Raises TeacherError: at once (retryable=False) for a 4xx other than 429, e.g. vLLM's 400
         for a prompt beyond the context length; after `retries` tries (retryable=True) otherwise.
         """
-        body = {"model": self.model, "messages": messages, **self.request_params(max_tokens)}
+        body = request.body()
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.retries),
             wait=self._wait,
@@ -218,7 +227,7 @@ class OpenAITeacher:
         except ValidationError as exc:
             raise TeacherError(
                 f"malformed response from {url} (HTTP {response.status_code}): "
-                f"{_excerpt(response.text)!r} ({exc.error_count()} validation errors)",
+                f"{excerpt(response.text)!r} ({exc.error_count()} validation errors)",
                 retryable=True,
             ) from None
         choice = completion.choices[0]
@@ -232,7 +241,7 @@ class OpenAITeacher:
             completion_tokens=usage.completion_tokens,
             # From sending the request to the end of the body: no queueing, no backoff.
             latency_s=response.elapsed.total_seconds(),
-            model=completion.model or self.model,
+            model=completion.model or str(body["model"]),
         )
 
     async def list_models(self) -> list[str]:
@@ -248,7 +257,7 @@ class OpenAITeacher:
             listing = _ModelList.model_validate_json(response.content)
         except ValidationError:
             raise TeacherError(
-                f"{url} did not return a model list: {_excerpt(response.text)!r}", retryable=True
+                f"{url} did not return a model list: {excerpt(response.text)!r}", retryable=True
             ) from None
         return {entry.id: entry.max_model_len for entry in listing.data}
 
@@ -268,32 +277,6 @@ class OpenAITeacher:
             return _TokenCount.model_validate_json(response.content).count
         except ValidationError:
             return None
-
-    async def probe(self, *, max_tokens: int = PROBE_MAX_TOKENS) -> ProbeReport:
-        """Check the server serves the configured model and show how it lays out reasoning."""
-        served = await self.list_models()
-        if self.model not in served:
-            raise TeacherError(
-                f"model {self.model!r} is not served at {self.base_url}; it serves: "
-                f"{', '.join(served) or 'nothing'} (set DISTILL_TEACHER_MODEL to one of these)",
-                retryable=False,
-                status=404,
-            )
-        question, choices = _PROBE_QUESTION
-        result = await self.complete(build_messages(question, choices), max_tokens=max_tokens)
-        shape = parse_completion(result, n_options=len(choices)).shape
-        return ProbeReport(
-            url=self.base_url,
-            model=self.model,
-            served_models=served,
-            response_model=result.model,
-            latency_s=result.latency_s,
-            shape=shape,
-            finish_reason=result.finish_reason,
-            completion_tokens=result.completion_tokens,
-            sample=_excerpt(result.reasoning_content or result.text, 200),
-            note=_SHAPE_NOTES[shape],
-        )
 
     async def _send(self, method: str, url: str, *, json: Any = None) -> httpx.Response:
         """One HTTP exchange; every failure becomes a TeacherError that says whether to retry."""
@@ -372,7 +355,7 @@ def _server_message(response: httpx.Response) -> str:
     try:
         payload = response.json()
     except ValueError:
-        return _excerpt(response.text) or response.reason_phrase
+        return excerpt(response.text) or response.reason_phrase
     if isinstance(payload, dict):
         error = payload.get("error")
         if isinstance(error, dict) and isinstance(error.get("message"), str):
@@ -381,7 +364,7 @@ def _server_message(response: httpx.Response) -> str:
             value = payload.get(key)
             if isinstance(value, str) and value:
                 return value
-    return _excerpt(response.text)
+    return excerpt(response.text)
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -391,19 +374,7 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None  # absent, or an HTTP date: fall back to our own backoff
 
 
-def _excerpt(text: str, limit: int = _ERROR_TEXT_LIMIT) -> str:
+def excerpt(text: str, limit: int = _ERROR_TEXT_LIMIT) -> str:
+    """`text` stripped and cut to `limit` characters, for messages."""
     text = text.strip()
     return text if len(text) <= limit else f"{text[:limit]}…"
-
-
-_SHAPE_NOTES: dict[ResponseShape, str] = {
-    "separate_field": "the server runs a reasoning parser: the chain arrives in "
-    "reasoning_content/reasoning and the answer in the content; distill reads both.",
-    "tagged": "the text opens with <think>: the chat template does not open it; distill parses it.",
-    "open_tag_omitted": "the text closes </think> without opening it: the chat template opens "
-    "<think> itself (DeepSeek-R1 style); distill parses it.",
-    "no_marker": "no think markers in this short reply: expected when the chat template opens "
-    "<think> itself and the chain is still running at the token cap; a model that never "
-    "writes </think> would grade every generation as truncated.",
-    "empty": "the server returned no text at all: check the model and its chat template.",
-}

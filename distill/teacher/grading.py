@@ -1,11 +1,9 @@
-"""Turn a parsed completion into an outcome; map letters between presented and original order."""
+"""Turn a parsed completion into an outcome (letters as presented; distill.choices maps them
+back to the original options)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from distill.models import Outcome
-from distill.prompts import LETTERS
 from schemas.teacher import ParsedCompletion
 
 # The two ways a generation ends on its own: the model's end of turn, or the token budget.
@@ -45,27 +43,3 @@ def _chain_closed(parsed: ParsedCompletion) -> bool:
     # A server with a reasoning parser already cut the chain off; if it stopped on its own (not on
     # the budget, checked before) the chain ended even when no answer text followed it.
     return parsed.closed or parsed.shape == "separate_field"
-
-
-def letter_to_original_index(letter: str, choice_order: Sequence[int]) -> int:
-    """The original choice index of a presented letter (presented option i is choice_order[i]).
-
-    Raises ValueError for a letter outside the presented options.
-    """
-    position = LETTERS.find(letter.upper()) if len(letter) == 1 else -1
-    if not 0 <= position < len(choice_order):
-        raise ValueError(f"letter {letter!r} is not one of {len(choice_order)} presented options")
-    return int(choice_order[position])
-
-
-def original_index_to_letter(index: int, choice_order: Sequence[int]) -> str:
-    """The letter under which original choice `index` was presented (the gold letter of a job).
-
-    Raises ValueError when `index` is not in `choice_order`.
-    """
-    try:
-        return LETTERS[list(choice_order).index(index)]
-    except ValueError:
-        raise ValueError(
-            f"choice {index} is not among the presented options {choice_order}"
-        ) from None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from distill.prompts import LETTERS
+from distill.choices import LETTERS
 from schemas.teacher import ParsedCompletion, ResponseShape, TeacherResult
 
 DEFAULT_THINK_OPEN = "<think>"

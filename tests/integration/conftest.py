@@ -6,14 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration import (
-    TINY_TEACHER_DIR,
-    TINY_TEACHER_NAME,
-    TeacherServer,
-    require_vllm_tier,
-    start_teacher,
-    stop_teacher,
-)
+from distill.teacher.server import TeacherServer, start_teacher, stop_teacher
+from tests.support.vllm import TINY_TEACHER_DIR, TINY_TEACHER_NAME, require_vllm_tier
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from distill.config import get_settings
 from distill.prompts import build_messages
 from distill.teacher.budget import read_budget
 from distill.teacher.client import OpenAITeacher
-from tests.integration import TeacherServer
+from distill.teacher.server import TeacherServer
 
 pytestmark = pytest.mark.vllm
 _register()

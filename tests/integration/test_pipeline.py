@@ -15,8 +15,8 @@ from distill.cli import _register, app
 from distill.config import Settings, get_settings
 from distill.db import session_scope
 from distill.models import Generation, Job, JobStatus
-from tests.e2e_support import Worker, count, redis_db, wait_until
-from tests.integration import TeacherServer
+from distill.teacher.server import TeacherServer
+from tests.support.workers import Worker, count, redis_db, wait_until
 
 pytestmark = pytest.mark.vllm
 _register()

@@ -1,14 +1,13 @@
-"""An in-process teacher with the real client's contract (async complete, request_params,
+"""An in-process teacher with the real client's contract (async complete of a TeacherRequest,
 aclose, TeacherError), scripted per prompt, for unit tests of the runner."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
 
 from distill.teacher.client import TeacherError
-from schemas.teacher import TeacherResult
+from schemas.teacher import TeacherRequest, TeacherResult
 
 Reply = TeacherResult | TeacherError
 Script = Callable[[str, int], Reply]
@@ -41,14 +40,17 @@ class FakeTeacher:
         self.script = script
         self.delay = delay
         self.calls: list[tuple[str, int]] = []
+        self.requests: list[TeacherRequest] = []
         self.in_flight = 0
         self.peak_in_flight = 0
         self.closed = False
 
-    async def complete(self, messages: list[dict[str, str]], *, max_tokens: int) -> TeacherResult:
+    async def complete(self, request: TeacherRequest) -> TeacherResult:
+        messages, max_tokens = request.messages, request.max_tokens
         assert [m["role"] for m in messages] == ["user"], "no system prompt for R1"
         prompt = messages[0]["content"]
         self.calls.append((prompt, max_tokens))
+        self.requests.append(request)
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:
@@ -59,9 +61,6 @@ class FakeTeacher:
         if isinstance(reply, TeacherError):
             raise reply
         return reply
-
-    def request_params(self, max_tokens: int) -> dict[str, Any]:
-        return {"temperature": 0.6, "top_p": 0.95, "max_tokens": max_tokens}
 
     async def aclose(self) -> None:
         self.closed = True

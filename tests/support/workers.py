@@ -15,9 +15,13 @@ import redis
 from sqlalchemy import Engine, func, select
 
 from distill.db import session_scope
+from distill.jobs.publish import queue_name
 from distill.models import Job, JobStatus
+from distill.prompts import PROMPT_VERSION
 
 REDIS = os.environ.get("DISTILL_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+# Where jobs of the tests' teacher ("test-teacher") are routed (distill.jobs.publish).
+TEACHER_QUEUE = queue_name(("test-teacher", PROMPT_VERSION))
 
 
 @contextmanager

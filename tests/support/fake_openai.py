@@ -8,7 +8,7 @@ In-process (tests)::
 
 Standalone (end-to-end tests), serving until killed::
 
-    python -m tests.fakes.openai_server --port 8123 --model test-teacher [--latency 0.05]
+    python -m tests.support.fake_openai --port 8123 --model test-teacher [--latency 0.05]
 
 Unscripted chat requests get `fake_reply(prompt, max_tokens)`: a deterministic function of the
 last user message, so a test can compute the outcome each job should get without the server.

@@ -1,11 +1,15 @@
-"""Rows for tests, inserted directly: questions, runs, jobs and generations in any state a real
-run can leave them in (and a few it should not), without going through enqueue or a worker.
+"""Rows for tests, the one set of factories.
+
+Inserted directly, in any state a real run can leave them in (and a few it should not), without
+going through enqueue or a worker:
 
     with session_scope(engine) as s:
         q = add_question(s, subject="math")
         run = add_run(s, samples_per_question=2)
         add_sample(s, question=q, run=run, outcome=Outcome.correct, reasoning="...")
-"""
+
+Or through the real code, for job-queue tests: `add_questions(engine, n)` then
+`enqueue(engine, n)`, and `generation(outcome)` for the values a worker would store."""
 
 from __future__ import annotations
 
@@ -13,11 +17,15 @@ import itertools
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import Engine, insert
 from sqlalchemy.orm import Session
 
+from distill.choices import LETTERS, gold_letter, original_index
+from distill.db import session_scope
 from distill.importers import question_row
+from distill.jobs.enqueue import EnqueuePlan, create_run
 from distill.models import Generation, Job, JobStatus, Outcome, Question, Run, utcnow
-from distill.prompts import LETTERS, PROMPT_VERSION, build_messages
+from distill.prompts import PROMPT_VERSION, build_messages
 from schemas.mcq import MCQRecord
 
 TEACHER = "test-teacher"
@@ -71,10 +79,6 @@ def add_run(
     return run
 
 
-def gold_letter(question: Question, choice_order: Sequence[int]) -> str:
-    return LETTERS[list(choice_order).index(question.answer_index)]
-
-
 def add_job(
     session: Session,
     *,
@@ -119,7 +123,7 @@ def add_generation(
 ) -> Generation:
     """A generation consistent with its outcome unless told otherwise: a correct one predicts
     the gold letter, an incorrect one another letter, a truncated one has no answer text."""
-    gold = gold_letter(question, job.choice_order)
+    gold = gold_letter(job.choice_order, question.answer_index)
     if predicted_letter is None and outcome in (Outcome.correct, Outcome.incorrect):
         wrong = next(x for x in LETTERS[: len(job.choice_order)] if x != gold)
         predicted_letter = gold if outcome is Outcome.correct else wrong
@@ -131,7 +135,7 @@ def add_generation(
         response_shape = "no_marker" if answer_text is None else response_shape
     raw = (reasoning or "") + ("</think>" + answer_text if answer_text is not None else "")
     predicted_index = (
-        job.choice_order[LETTERS.index(predicted_letter)] if predicted_letter is not None else None
+        original_index(predicted_letter, job.choice_order) if predicted_letter is not None else None
     )
     generation = Generation(
         job_id=job.id,
@@ -184,3 +188,64 @@ def add_sample(
 def rotated(n_options: int, shift: int) -> list[int]:
     """An option order that presents original option (i + shift) % n at position i."""
     return [(i + shift) % n_options for i in range(n_options)]
+
+
+# --- through enqueue, for the job-queue tests --------------------------------------------------
+
+
+def add_questions(
+    engine: Engine,
+    n: int,
+    *,
+    subjects: Sequence[str] = ("math", "history", "biology"),
+    options: int = 4,
+) -> None:
+    rows = []
+    for i in range(n):
+        record = MCQRecord(
+            question=f"Question number {i}: which option is right?",
+            choices=[f"option {LETTERS[j]} of {i}" for j in range(options)],
+            answer_index=i % options,
+            subject=subjects[i % len(subjects)],
+            source="test",
+        )
+        rows.append(question_row(record))
+    with session_scope(engine) as session:
+        for start in range(0, len(rows), 1000):
+            session.execute(insert(Question), rows[start : start + 1000])
+
+
+def enqueue(
+    engine: Engine, n: int, *, samples: int = 1, max_tokens: int = 256, seed: int = 0
+) -> EnqueuePlan:
+    with session_scope(engine) as session:
+        return create_run(
+            session,
+            n=n,
+            samples=samples,
+            teacher_model="test-teacher",
+            params={"temperature": 0.6, "top_p": 0.95},
+            max_tokens=max_tokens,
+            seed=seed,
+        )
+
+
+def generation(outcome: Outcome = Outcome.correct) -> dict[str, object]:
+    """Column values of a stored generation with the given outcome, for finishing a job."""
+    truncated = outcome == Outcome.truncated
+    return {
+        "teacher_model": "test-teacher",
+        "request": {"messages": [], "params": {}},
+        "raw_text": "x" if truncated else "x</think>The answer is A.",
+        "raw_reasoning": None,
+        "response_shape": "no_marker" if truncated else "open_tag_omitted",
+        "reasoning": "x",
+        "answer_text": None if truncated else "The answer is A.",
+        "predicted_letter": None if truncated else "A",
+        "predicted_index": None if truncated else 0,
+        "finish_reason": "length" if truncated else "stop",
+        "outcome": outcome,
+        "prompt_tokens": 10,
+        "completion_tokens": 100,
+        "latency_s": 0.1,
+    }
