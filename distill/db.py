@@ -6,12 +6,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from distill import redact
 from distill.config import get_settings
+from distill.errors import UserError
+from distill.migrations import HEAD as SCHEMA_HEAD
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -39,7 +43,37 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 @lru_cache(maxsize=4)
 def get_engine(url: str | None = None) -> Engine:
-    return make_engine(url or get_settings().database_url)
+    """The engine of distill's database, checked once: it exists and holds distill's schema at
+    the revision this code needs (UserError otherwise: a command run in the wrong directory
+    must not create an empty distill.db and then fail on a missing table)."""
+    url = url or get_settings().database_url
+    database = make_url(url).database
+    local = url.startswith("sqlite") and database not in (None, "", ":memory:")
+    if local and not Path(str(database)).exists():
+        raise UserError(
+            f"no database at {database} (DISTILL_DATABASE_URL={redact.url(url)}); create it "
+            "with `distill db upgrade`, or run where it is"
+        )
+    engine = make_engine(url)
+    check_schema(engine)
+    return engine
+
+
+def check_schema(engine: Engine) -> None:
+    """UserError unless the database is at the schema revision this code was written for.
+    A database that cannot be reached raises SQLAlchemy's OperationalError, as any query would."""
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            raise UserError(
+                f"the database at {redact.url(str(engine.url))} has no distill tables; "
+                "create them with `distill db upgrade`"
+            )
+        revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    if revision != SCHEMA_HEAD:
+        raise UserError(
+            f"the database at {redact.url(str(engine.url))} is at schema revision {revision}, "
+            f"this distill needs {SCHEMA_HEAD}: run `distill db upgrade`"
+        )
 
 
 @lru_cache(maxsize=4)

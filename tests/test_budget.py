@@ -13,7 +13,7 @@ import redis
 from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner
 
-from distill.cli import _register, app
+from distill.cli import app
 from distill.config import Settings, get_settings
 from distill.db import session_scope
 from distill.models import Question, Run
@@ -24,7 +24,6 @@ from tests.support.factories import add_questions
 from tests.support.fake_openai import FakeOpenAIServer, prompt_tokens
 from tests.support.workers import TEACHER_QUEUE
 
-_register()
 runner = CliRunner()
 
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import redis
 from sqlalchemy import Engine, select, update
 from typer.main import get_command
 from typer.testing import CliRunner
 
-from distill.cli import _register, app
+from distill.cli import app
 from distill.config import Settings
 from distill.db import session_scope
 from distill.jobs.lease import Success, claim, finish
@@ -19,7 +21,6 @@ from distill.models import Job, JobStatus, Outcome
 from tests.support.factories import add_questions, enqueue, generation
 from tests.support.workers import TEACHER_QUEUE
 
-_register()
 runner = CliRunner()
 
 
@@ -178,3 +179,48 @@ def test_retry_stuck_republishes_queued_and_expired(
     result = runner.invoke(app, ["retry", "--stuck"])
     assert result.exit_code == 0 and "re-publishing 3" in result.output
     assert broker.llen(TEACHER_QUEUE) == 3
+
+
+def test_a_command_where_there_is_no_database_says_so_and_creates_none(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "DISTILL_DATABASE_URL": "sqlite:///distill.db"}
+    for args in (["status"], ["export", "--format", "direct", "--out", "x"], ["retry", "--stuck"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "distill", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            check=False,
+        )
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.startswith("error: no database at distill.db"), result.stderr
+        assert "distill db upgrade" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_database_without_the_schema_or_behind_it_says_how_to_fix_it(tmp_path: Path) -> None:
+    from alembic import command
+
+    from distill.migrate import alembic_config
+
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    old = tmp_path / "old.db"
+    command.upgrade(alembic_config(f"sqlite:///{old}"), "0001")
+    for path, message in ((empty, "has no distill tables"), (old, "is at schema revision 0001")):
+        result = subprocess.run(
+            [sys.executable, "-m", "distill", "status"],
+            capture_output=True,
+            text=True,
+            env={"PATH": "/usr/bin:/bin", "DISTILL_DATABASE_URL": f"sqlite:///{path}"},
+            check=False,
+        )
+        assert result.returncode == 1 and message in result.stderr, result.stderr
+        assert "`distill db upgrade`" in result.stderr
+
+
+def test_version() -> None:
+    from importlib.metadata import version
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output == f"distill {version('distill')}\n"

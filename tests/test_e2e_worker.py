@@ -13,7 +13,7 @@ from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner
 
 from distill.choices import LETTERS
-from distill.cli import _register, app
+from distill.cli import app
 from distill.config import Settings
 from distill.db import session_scope
 from distill.models import Generation, Job, JobStatus, Outcome
@@ -24,7 +24,6 @@ from tests.support.fake_openai import FakeOpenAIServer, fake_reply
 from tests.support.workers import Worker, count, redis_db, wait_until
 
 pytestmark = pytest.mark.e2e
-_register()
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 import distill.cli
-from distill.cli import _register, app
+from distill.cli import app
 from distill.models import Question
 
 DATA = Path(__file__).parent / "data" / "import"
@@ -23,7 +23,6 @@ BAD_ROW = {"question": "Which?", "choices": ["a", "b", "c", "d"], "answer": "E"}
 
 def _app() -> typer.Typer:
     """The full `distill` app, with its commands registered as `distill.cli.main` does."""
-    _register()
     return app
 
 

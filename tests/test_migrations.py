@@ -90,3 +90,11 @@ def test_upgrade_finds_referring_options_in_stored_questions(settings: Settings)
         }
     assert questions == {1: "fixed", 2: "anchored", 3: "free"}
     assert orders == {1: [0, 1, 2, 3], 2: [1, 0, 2, 3], 3: [0, 1, 2, 3], 4: [2, 0, 3, 1]}
+
+
+def test_the_head_distill_checks_for_is_alembics_head() -> None:
+    from alembic.script import ScriptDirectory
+
+    from distill.migrations import HEAD
+
+    assert ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head() == HEAD

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
 from distill.choices import LETTERS, OptionOrder, OrderRule
-from distill.cli import _register, app
+from distill.cli import app
 from distill.db import session_scope
 from distill.export import export_dataset
 from distill.importers import import_questions
@@ -28,7 +28,6 @@ from tests.support.factories import TEACHER, add_generation, add_questions
 
 DATA = Path(__file__).parent / "data" / "references" / "referring.jsonl"
 SOURCE = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines()]
-_register()
 
 
 def _import(engine: Engine) -> int:

@@ -11,13 +11,12 @@ import pytest
 from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
-from distill.cli import _register, app
+from distill.cli import app
 from distill.db import session_scope
 from distill.jobs.status import collect
 from distill.models import Job, JobStatus, utcnow
 from tests.support.factories import add_generation, add_questions, enqueue
 
-_register()
 runner = CliRunner()
 
 
@@ -77,7 +76,7 @@ def test_enqueue_wait_shows_the_status_numbers(
     settings: Any, engine: Engine, broker: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     add_questions(engine, 5)
-    import distill.cli.jobs as jobs_cli
+    import distill.cli.progress as progress_cli
 
     def work_then_sleep(seconds: float) -> None:
         # What a worker would do between two polls of the progress bar.
@@ -85,7 +84,7 @@ def test_enqueue_wait_shows_the_status_numbers(
             queued = list(s.scalars(select(Job.id).where(Job.status == JobStatus.queued)))
         _finish(engine, queued, started_ago=20, finished_ago=10)
 
-    monkeypatch.setattr(jobs_cli.time, "sleep", work_then_sleep)
+    monkeypatch.setattr(progress_cli.time, "sleep", work_then_sleep)
     result = runner.invoke(app, ["enqueue", "--n", "5", "--wait"])
     assert result.exit_code == 0, result.output
     # 5 jobs in 10 s: 30 jobs/min, the run's average once it is finished.

@@ -1,4 +1,8 @@
-"""The `distill` command line: thin commands over the library functions in `distill`."""
+"""The `distill` command line: thin commands over the library functions in `distill`.
+
+Every command registers here at import; each command module imports its heavy libraries
+(SQLAlchemy, Celery, datasets, matplotlib, alembic, vLLM) inside the command, so `distill
+--help` and the quick commands start at once."""
 
 from __future__ import annotations
 
@@ -6,9 +10,9 @@ import logging
 from typing import Any, NoReturn
 
 import typer
-from sqlalchemy.exc import OperationalError as DatabaseUnreachable
 from typer.core import TyperGroup
 
+from distill.cli import db, export, importing, jobs, teacher
 from distill.errors import UserError
 
 
@@ -20,7 +24,15 @@ class _Group(TyperGroup):
             return super().invoke(ctx)
         except UserError as exc:
             _fail(str(exc))
-        except DatabaseUnreachable as exc:
+        except Exception as exc:
+            # Checked by module first: importing SQLAlchemy costs every command a third of a
+            # second, and click ends even `--help` with an exception.
+            if not type(exc).__module__.startswith("sqlalchemy"):
+                raise
+            from sqlalchemy.exc import OperationalError
+
+            if not isinstance(exc, OperationalError):
+                raise
             first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
             _fail(
                 f"database error ({first}); check DISTILL_DATABASE_URL, then `distill db upgrade`"
@@ -32,6 +44,14 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"distill {version('distill')}")
+        raise typer.Exit()
+
+
 app = typer.Typer(
     name="distill",
     cls=_Group,
@@ -39,32 +59,33 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain help, wrapped to the terminal: rich's tables cut long option names at 80 columns.
+    rich_markup_mode=None,
 )
 
-_registered = False
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Generate curriculum-ordered distillation data from a reasoning teacher served by vLLM.
+
+    Example: distill import mmlu.jsonl && distill enqueue --n 3000 --samples 4 --wait
+    """
 
 
-def _register() -> None:
-    # Imported here so each command module owns its options and `distill --help` stays light.
-    global _registered
-    if _registered:
-        return
-    _registered = True
-    from distill.cli import db as db_cmd
-    from distill.cli import export as export_cmd
-    from distill.cli import importing, jobs, teacher
-
-    app.add_typer(db_cmd.app, name="db")
-    app.command("import")(importing.import_)
-    app.command()(jobs.enqueue)
-    app.command()(jobs.worker)
-    app.command()(jobs.status)
-    app.command()(jobs.retry)
-    app.add_typer(teacher.app, name="teacher")
-    app.command()(export_cmd.export)
+app.add_typer(db.app, name="db")
+app.command("import", help=importing.HELP)(importing.import_)
+app.command()(jobs.enqueue)
+app.command()(jobs.worker)
+app.command()(jobs.status)
+app.command()(jobs.retry)
+app.add_typer(teacher.app, name="teacher")
+app.command()(export.export)
 
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    _register()
     app()

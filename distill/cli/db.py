@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from distill import migrate
-from distill.config import get_settings
-
-app = typer.Typer(help="Database schema management.", no_args_is_help=True)
+app = typer.Typer(help="Database schema management.", no_args_is_help=True, rich_markup_mode=None)
 
 
 @app.command()
@@ -16,6 +13,9 @@ def upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> 
 
     Example: DISTILL_DATABASE_URL=postgresql+psycopg://localhost/distill distill db upgrade
     """
+    from distill import migrate
+    from distill.config import get_settings
+
     url = get_settings().database_url
     migrate.upgrade(url, revision)
     typer.echo(f"database at revision {revision}: {_redact(url)}")

@@ -2,28 +2,30 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
-from rich.table import Table
 
-from distill.config import get_settings
 from distill.errors import UserError
-from distill.export import export_dataset
-from schemas.export import (
+from schemas.export_options import (
     Curriculum,
     ExportFormat,
-    ExportManifest,
     ExportOptions,
     OutputKind,
     PerQuestion,
 )
 
-err = Console(stderr=True)
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from schemas.export import ExportManifest
+
+
+def _default(name: str) -> Any:
+    """The option's default, as ExportOptions declares it: declared once."""
+    return ExportOptions.model_fields[name].default
 
 
 def export(
@@ -37,7 +39,7 @@ def export(
         typer.Option(
             "--to", help="disk: DatasetDict.save_to_disk; jsonl / parquet: one file per split."
         ),
-    ] = OutputKind.disk,
+    ] = _default("to"),
     run: Annotated[
         list[int] | None,
         typer.Option("--run", metavar="ID", help="Only these run ids (repeatable)."),
@@ -52,7 +54,7 @@ def export(
     per_question: Annotated[
         PerQuestion,
         typer.Option("--per-question", help="best: the shortest correct chain; all: every one."),
-    ] = PerQuestion.best,
+    ] = _default("per_question"),
     max_reasoning_tokens: Annotated[
         int | None,
         typer.Option(
@@ -71,7 +73,7 @@ def export(
     ] = None,
     curriculum: Annotated[
         Curriculum, typer.Option("--curriculum", help="Order of train.")
-    ] = Curriculum.easy_to_hard,
+    ] = _default("curriculum"),
     stages: Annotated[
         int | None,
         typer.Option("--stages", min=1, help="Cut train into N difficulty stages (stage column)."),
@@ -94,11 +96,15 @@ def export(
         str | None,
         typer.Option("--decontaminate-preset", help="Column preset of the eval files (mmlu...)."),
     ] = None,
-    think_open: Annotated[str, typer.Option("--think-open")] = "<think>",
-    think_close: Annotated[str, typer.Option("--think-close")] = "</think>",
+    think_open: Annotated[
+        str, typer.Option("--think-open", help="The marker that opens the chain.")
+    ] = _default("think_open"),
+    think_close: Annotated[
+        str, typer.Option("--think-close", help="The marker that closes the chain.")
+    ] = _default("think_close"),
     answer_template: Annotated[
         str, typer.Option("--answer-template", help="The answer line; {letter} is replaced.")
-    ] = "The answer is {letter}.",
+    ] = _default("answer_template"),
     student_template: Annotated[
         Path | None,
         typer.Option(
@@ -120,6 +126,11 @@ def export(
 
     Example: distill export --format both --out data/mmlu-r1 --val-size 500 --stages 3
     """
+    from pydantic import ValidationError
+
+    from distill.config import get_settings
+    from distill.export import export_dataset
+
     try:
         options = ExportOptions(
             format=fmt,
@@ -157,31 +168,44 @@ def export(
 
 
 class _progress:
-    """A rich progress bar on stderr, one line per stage, fed by export_dataset's callback."""
+    """A rich progress bar on stderr, one line per stage, fed by export_dataset's callback;
+    nothing when stderr is not a terminal (scripts, logs)."""
 
     def __enter__(self) -> _progress:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self.tasks: dict[str, TaskID] = {}
+        self.bar: Progress | None = None
+        if not sys.stderr.isatty():
+            return self
         self.bar = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            console=err,
+            console=Console(stderr=True),
             transient=True,
         )
-        self.tasks: dict[str, TaskID] = {}
         self.bar.__enter__()
         return self
 
     def __call__(self, stage: str, done: int, total: int | None) -> None:
+        if self.bar is None:
+            return
         if stage not in self.tasks:
             self.tasks[stage] = self.bar.add_task(stage, total=total)
         self.bar.update(self.tasks[stage], completed=done, total=total)
 
     def __exit__(self, *exc: object) -> None:
-        self.bar.__exit__(None, None, None)
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
 
 
 def _summary(manifest: ExportManifest, out: Path) -> None:
-    console = Console()
+    from rich.console import Console
+    from rich.table import Table
+
+    console, err = Console(), Console(stderr=True)
     for name, fmt in manifest.outputs.items():
         table = Table(title=f"{name}: {fmt.records} records", title_justify="left")
         table.add_column("split")
@@ -204,4 +228,14 @@ def _summary(manifest: ExportManifest, out: Path) -> None:
             )
     for warning in manifest.warnings:
         err.print(f"warning: {warning}", highlight=False)
-    console.print(f"written to {out} (dataset card: README.md)", highlight=False)
+    cards = (
+        [out / name / "README.md" for name in manifest.outputs]
+        if len(manifest.outputs) > 1
+        else [out / "README.md"]
+    )
+    where = " and ".join(str(card) for card in cards)
+    console.print(
+        f"written to {out} (dataset card{'s' if len(cards) > 1 else ''}: {where})",
+        highlight=False,
+        soft_wrap=True,
+    )

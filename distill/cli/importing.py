@@ -7,20 +7,17 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from distill.errors import UserError
-from distill.importers import (
-    AnswerFormat,
-    FieldMapping,
-    ImportReport,
-    InvalidRowError,
-    PresetName,
-    ProgressCallback,
-    import_questions,
-)
+from distill.importers.answers import AnswerFormat
+from distill.importers.layout import FieldMapping, PresetName
+
+if TYPE_CHECKING:
+    from distill.importers.load import ProgressCallback
+    from distill.importers.store import ImportReport
 
 # Typer keeps single newlines of a docstring in --help, so each paragraph is one string here.
 HELP = "\n\n".join(
@@ -113,6 +110,9 @@ def import_(
     ] = False,
 ) -> None:
     """Import multiple-choice questions (help text: HELP below)."""
+    from distill.importers.load import InvalidRowError
+    from distill.importers.store import import_questions
+
     mapping = FieldMapping(
         question=question_field,
         choices=_columns(choices_field),

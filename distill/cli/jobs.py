@@ -1,30 +1,18 @@
-"""`distill enqueue | worker | status | retry`: the job queue from the command line."""
+"""`distill enqueue | worker | status | retry`: the job queue from the command line.
+
+Commands import what they use inside their bodies, so `distill --help` loads none of it."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
 
-from distill import redact
-from distill.config import Settings, get_settings
-from distill.db import session_scope
 from distill.errors import UserError
-from distill.jobs import enqueue as enqueue_mod
-from distill.jobs import publish, requeue
-from distill.jobs import status as status_mod
-from distill.jobs.lease import stuck_job_ids
-from distill.teacher.budget import Budget, read_budget
-from schemas.status import StatusReport
 
-err = Console(stderr=True)
+if TYPE_CHECKING:
+    from distill.jobs.enqueue import EnqueuePlan
 
 
 def enqueue(
@@ -76,6 +64,13 @@ def enqueue(
 
     Example: distill enqueue --n 3000 --samples 4 --wait
     """
+    from distill.cli.progress import print_warnings, wait_for
+    from distill.config import get_settings
+    from distill.db import session_scope
+    from distill.jobs import enqueue as enqueue_mod
+    from distill.jobs import publish
+    from distill.teacher.budget import check_enqueue_budget
+
     settings = get_settings()
     with session_scope() as session:
         selection = enqueue_mod.select_run(
@@ -90,7 +85,13 @@ def enqueue(
             shuffle=shuffle,
         )
         # Before anything is written: a budget the teacher cannot serve makes no run.
-        _check_budget(settings, selection.max_tokens, selection.longest_prompt)
+        print_warnings(
+            check_enqueue_budget(
+                settings,
+                max_tokens=selection.max_tokens,
+                longest_prompt=selection.longest_prompt,
+            )
+        )
         plan = enqueue_mod.insert_run(session, selection)
         try:
             publish.commit_and_publish(session, plan.job_ids, broker_url=settings.broker_url)
@@ -110,10 +111,10 @@ def enqueue(
     else:
         typer.echo(_enqueued_line(plan, samples))
     if wait:
-        _wait_for(plan.run_id)
+        wait_for(plan.run_id)
 
 
-def _enqueued_line(plan: enqueue_mod.EnqueuePlan, samples: int) -> str:
+def _enqueued_line(plan: EnqueuePlan, samples: int) -> str:
     left = "unasked question(s)" if not plan.topped_up else "question(s) lacking samples"
     short = (
         f" (only {plan.available} {left} left; enqueued them all)"
@@ -127,80 +128,6 @@ def _enqueued_line(plan: enqueue_mod.EnqueuePlan, samples: int) -> str:
         f"run {plan.run_id}: enqueued {len(plan.job_ids)} job(s) for {plan.questions} "
         f"question(s) × {samples} sample(s){topped}{short}"
     )
-
-
-def _check_budget(settings: Settings, max_tokens: int, longest: list[dict[str, str]]) -> None:
-    """Refuse a budget that no prompt leaves room for in the teacher's context, and warn when
-    the run's longest prompt cuts it short. A teacher that does not answer is not an error:
-    enqueueing ahead of the server is normal (vLLM takes minutes to load a 32B model)."""
-    from distill.teacher.client import TeacherError
-
-    try:
-        budget, tokens = asyncio.run(_read_budget(settings, max_tokens, longest))
-    except TeacherError:
-        err.print(
-            f"warning: teacher not reachable at {redact.url(settings.teacher_url)}; "
-            f"--max-tokens {max_tokens} not checked against its context length",
-            highlight=False,
-            soft_wrap=True,
-        )
-        return
-    refusal = budget.refusal()
-    if refusal is not None:
-        raise UserError(refusal)
-    warning = budget.long_prompt_warning(tokens) if tokens is not None else None
-    if warning is not None:
-        err.print(f"warning: {warning}", highlight=False, soft_wrap=True)
-
-
-async def _read_budget(
-    settings: Settings, max_tokens: int, longest: list[dict[str, str]]
-) -> tuple[Budget, int | None]:
-    from distill.teacher.client import OpenAITeacher
-
-    quick = settings.model_copy(update={"request_timeout": 10.0, "request_retries": 1})
-    async with OpenAITeacher.from_settings(quick) as teacher:
-        budget = await read_budget(teacher, max_tokens=max_tokens)
-        tokens = await teacher.prompt_tokens(longest) if budget.context is not None else None
-        return budget, tokens
-
-
-def _wait_for(run_id: int, poll: float = 2.0) -> None:
-    """A progress bar whose rates and ETA are `distill status --run`'s, not rich's own."""
-    columns = (
-        TextColumn("[bold]run {task.fields[run]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("done {task.fields[done]} failed {task.fields[failed]}"),
-        TextColumn("{task.fields[tps]:.0f} tok/s {task.fields[jpm]:.1f} jobs/min"),
-        TextColumn("ETA {task.fields[eta]}"),
-    )
-    with Progress(*columns, console=err) as progress:
-        task = progress.add_task(
-            "jobs", total=None, run=run_id, done=0, failed=0, tps=0.0, jpm=0.0, eta="n/a"
-        )
-        while True:
-            with session_scope() as session:
-                report = status_mod.collect(session, run_id=run_id)
-            final = report.jobs["done"] + report.jobs["failed"]
-            progress.update(
-                task,
-                total=report.total,
-                completed=final,
-                done=report.jobs["done"],
-                failed=report.jobs["failed"],
-                tps=report.completion_tokens_per_s,
-                jpm=report.jobs_per_min,
-                eta=_eta(report),
-            )
-            if report.remaining == 0:
-                break
-            time.sleep(poll)
-    err.print(_summary_line(report), soft_wrap=True, highlight=False)
-
-
-def _eta(r: StatusReport) -> str:
-    return "n/a" if r.eta_s is None else time.strftime("%H:%M:%S", time.gmtime(r.eta_s))
 
 
 def worker(
@@ -219,6 +146,8 @@ def worker(
 
     Example: DISTILL_TEACHER_URL=http://gpu-host:8000/v1 distill worker --concurrency 128
     """
+    from distill.config import get_settings
+
     settings = get_settings()
     if concurrency:
         # The runner's semaphore and Celery's pool agree on the number of requests in flight.
@@ -253,66 +182,9 @@ def status(
     Example: distill status --json | jq .outcomes
     """
 
-    def snapshot() -> StatusReport:
-        with session_scope() as session:
-            return status_mod.collect(session, run_id=run, window_s=window)
+    from distill.cli.progress import show_status
 
-    if as_json:
-        typer.echo(snapshot().model_dump_json())
-        return
-    if not watch:
-        Console().print(_table(snapshot()))
-        return
-    with Live(_table(snapshot()), console=Console(), refresh_per_second=1) as live:
-        try:
-            while True:
-                time.sleep(2)
-                live.update(_table(snapshot()))
-        except KeyboardInterrupt:
-            pass
-
-
-def _summary_line(r: StatusReport) -> str:
-    acc = f"{r.accuracy:.1%}" if r.accuracy is not None else "n/a"
-    outcomes = ", ".join(f"{k} {v}" for k, v in r.outcomes.items() if v)
-    done, failed = r.jobs["done"], r.jobs["failed"]
-    rates = (
-        f"; {r.completion_tokens_per_s:.0f} tok/s, {r.jobs_per_min:.1f} jobs/min ({r.rate_note()})"
-        if r.rate_basis != "idle"
-        else ""
-    )
-    return f"{done} done, {failed} failed; accuracy {acc}; {outcomes or 'no generations'}{rates}"
-
-
-def _table(r: StatusReport) -> Table:
-    table = Table(
-        title=f"distill status{'' if r.run_id is None else f' — run {r.run_id}'}",
-        show_header=False,
-    )
-    for name, count in r.jobs.items():
-        table.add_row(f"jobs {name}", str(count))
-    if len(r.queued_by_route) > 1:
-        # Several teacher models or prompt versions: each waits for workers of its own.
-        for route, count in r.queued_by_route.items():
-            table.add_row(f"  queued for {route}", str(count))
-    for name, count in r.outcomes.items():
-        table.add_row(f"outcome {name}", str(count))
-    table.add_row("accuracy", f"{r.accuracy:.1%}" if r.accuracy is not None else "n/a")
-    if r.rate_basis == "idle":
-        table.add_row("throughput", "idle (nothing queued or running)")
-    else:
-        note = f" ({r.rate_note()})"
-        table.add_row("completion tokens/s", f"{r.completion_tokens_per_s:.1f}{note}")
-        table.add_row("jobs/min", f"{r.jobs_per_min:.1f}{note}")
-    table.add_row("ETA", _eta(r) if r.remaining else "-")
-    fixed = r.referring_questions.get("fixed", 0)
-    anchored = r.referring_questions.get("anchored", 0)
-    if fixed or anchored:
-        table.add_row(
-            "referring options",
-            f"{fixed} question(s) in original order, {anchored} with '… of the above' in place",
-        )
-    return table
+    show_status(run_id=run, window_s=window, as_json=as_json, watch=watch)
 
 
 def retry(
@@ -352,6 +224,11 @@ def retry(
         )
     if max_tokens is not None and not truncated:
         raise UserError("--max-tokens only applies with --truncated")
+    from distill.config import get_settings
+    from distill.db import session_scope
+    from distill.jobs import publish, requeue
+    from distill.jobs.lease import stuck_job_ids
+
     settings = get_settings()
     to_publish: list[int] = []
     report: list[str] = []

@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from distill.config import Settings, get_settings
 from distill.errors import UserError
-from distill.teacher import vllm as serve
-from schemas.teacher import ProbeReport
+
+if TYPE_CHECKING:
+    from distill.config import Settings
+    from schemas.teacher import ProbeReport
 
 app = typer.Typer(
-    help="Serve the teacher with vLLM, or check the configured teacher.", no_args_is_help=True
+    help="Serve the teacher with vLLM, or check the configured teacher.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 
@@ -73,6 +76,9 @@ def serve_command(
 
     Example: distill teacher serve --dry-run --max-model-len 32768 -- --enforce-eager
     """
+    from distill.config import get_settings
+    from distill.teacher import vllm as serve
+
     overrides: dict[str, Any] = {
         "serve_model_path": model_path,
         "serve_port": port,
@@ -118,6 +124,7 @@ def check(
 
     Example: DISTILL_TEACHER_URL=http://gpu-host:8000/v1 distill teacher check
     """
+    from distill.config import get_settings
     from distill.teacher.client import TeacherError
 
     settings = get_settings()
@@ -176,4 +183,4 @@ def _with_overrides(settings: Settings, overrides: dict[str, Any]) -> Settings:
     given = {key: value for key, value in overrides.items() if value is not None}
     if not given:
         return settings
-    return Settings.model_validate({**settings.model_dump(), **given})
+    return type(settings).model_validate({**settings.model_dump(), **given})

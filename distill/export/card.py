@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from distill.export.plots import DIFFICULTY, LENGTHS, LETTERS_PNG
 from schemas.export import (
     ExportManifest,
+    Format,
     FormatManifest,
     FunnelStep,
     OutputKind,
@@ -18,11 +19,11 @@ from schemas.export import (
 _SPLITS = ("train", "validation")
 
 _INTRO = {
-    "reasoning": (
+    Format.reasoning: (
         "Each record is one correct chain of thought of the teacher: the assistant turn is "
         "`{open}`, the chain, `{close}`, then one answer line (`{answer}`) and nothing after it."
     ),
-    "direct": (
+    Format.direct: (
         "Each record is one question with the answer alone: the assistant turn is the answer "
         "line (`{answer}`) with the gold letter."
     ),
@@ -159,7 +160,7 @@ def render_card(manifest: ExportManifest, fmt: FormatManifest) -> str:
         ],
     )
     lines += ["", "## How the rows were chosen", ""]
-    if fmt.format == "reasoning":
+    if fmt.format is Format.reasoning:
         lines += ["Generations, one filter after another (the last row is what was written):", ""]
     else:
         lines += ["Questions, one filter after another (the last row is what was written):", ""]
@@ -170,7 +171,7 @@ def render_card(manifest: ExportManifest, fmt: FormatManifest) -> str:
         f"{fmt.splits['validation'].records} validation.",
         "",
     ]
-    if fmt.format == "reasoning":
+    if fmt.format is Format.reasoning:
         lines += ["Questions in the pool (shared with the direct format):", ""]
         lines += funnel_table(manifest.question_funnel)
         lines.append("")
@@ -243,7 +244,7 @@ def render_card(manifest: ExportManifest, fmt: FormatManifest) -> str:
             ("p50", "p90", "p99", "mean", "max"), [(ln.p50, ln.p90, ln.p99, ln.mean, ln.max)]
         )
         lines += ["", f"![reasoning length]({LENGTHS})", ""]
-    if fmt.format == "reasoning":
+    if fmt.format is Format.reasoning:
         lines += ["## Chat templates", "", _SAFE_TEMPLATES, ""]
         if fmt.template is not None:
             t = fmt.template

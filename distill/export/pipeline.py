@@ -18,7 +18,6 @@ from distill.export.outdir import MANIFEST, check_out_dir, staged
 from distill.export.plan import (
     ChainInfo,
     ExportPlan,
-    FormatName,
     FormatPlan,
     LoadedData,
     build_plan,
@@ -55,6 +54,7 @@ from distill.models import Outcome
 from schemas.export import (
     ExportManifest,
     ExportOptions,
+    Format,
     FormatManifest,
     RecordContext,
     RunInfo,
@@ -91,7 +91,7 @@ def export_dataset(
         think_close=options.think_close,
         answer_template=options.answer_template,
     )
-    wants_reasoning = "reasoning" in options.formats()
+    wants_reasoning = Format.reasoning in options.formats()
     counter = TokenCounter(options.tokenizer) if options.tokenizer and wants_reasoning else None
     template = (
         load_chat_template(options.student_template)
@@ -118,22 +118,22 @@ def export_dataset(
             raise UserError(_nothing_left(fmt_plan))
     report: TemplateReport | None = None
     renderer: TextRenderer | None = None
-    if template is not None and "reasoning" in plan.formats:
-        report = _check_student_template(engine, plan.formats["reasoning"], template, ctx)
+    if template is not None and Format.reasoning in plan.formats:
+        report = _check_student_template(engine, plan.formats[Format.reasoning], template, ctx)
         if report.mode is TemplateMode.text:
             renderer = TextRenderer(template, ctx=ctx.model_copy(update={"mode": report.mode}))
             logger.warning("%s", report.detail)
     with engine.connect() as conn:
         runs = load_runs(conn, run_ids={s.run_id for s in data.samples})
-    outputs: dict[FormatName, FormatManifest] = {}
+    outputs: dict[Format, FormatManifest] = {}
     with staged(options.out, overwrite=options.overwrite) as root:
-        directories: dict[FormatName, Path] = {}
+        directories: dict[Format, Path] = {}
         for name, fmt_plan in plan.formats.items():
             directory = root / name if len(plan.formats) > 1 else root
             directories[name] = directory
             mode = (
                 report.mode
-                if (report is not None and name == "reasoning")
+                if (report is not None and name is Format.reasoning)
                 else TemplateMode.content
             )
             outputs[name] = _write_one(
@@ -142,8 +142,8 @@ def export_dataset(
                 engine=engine,
                 options=options,
                 ctx=ctx.model_copy(update={"mode": mode}),
-                renderer=renderer if name == "reasoning" else None,
-                report=report if name == "reasoning" else None,
+                renderer=renderer if name is Format.reasoning else None,
+                report=report if name is Format.reasoning else None,
                 exact_tokens=data.exact_tokens,
                 progress=progress,
             )
@@ -319,7 +319,7 @@ def _write_one(
 def _manifest(
     options: ExportOptions,
     plan: ExportPlan,
-    outputs: dict[FormatName, FormatManifest],
+    outputs: dict[Format, FormatManifest],
     runs: list[RunInfo],
     unfinished: dict[str, int],
     report: TemplateReport | None,
@@ -354,4 +354,4 @@ def _nothing_left(plan: FormatPlan) -> str:
     )
 
 
-__all__ = ["FormatName", "export_dataset", "load_data"]
+__all__ = ["export_dataset", "load_data"]

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 from distill.choices import OptionOrder, gold_letter
 from distill.errors import UserError
@@ -20,9 +19,7 @@ from distill.export.select import QuestionRow, SampleRow
 from distill.export.splits import assign_splits, default_val_size
 from distill.models import Outcome
 from distill.teacher.grading import is_result
-from schemas.export import ExportOptions, FunnelStep, PerQuestion, Split
-
-FormatName = Literal["reasoning", "direct"]
+from schemas.export import ExportOptions, Format, FunnelStep, PerQuestion, Split
 
 # Funnel labels: the rows of the dataset card's "how the rows were chosen" tables.
 GENERATIONS = "finished generations in the selection"
@@ -98,7 +95,7 @@ class Funnel:
 
 @dataclass(slots=True)
 class FormatPlan:
-    fmt: FormatName
+    fmt: Format
     train: list[PlannedRecord]
     validation: list[PlannedRecord]
     funnel: list[FunnelStep]
@@ -117,7 +114,7 @@ class ExportPlan:
     referring: dict[str, int]  # order rule -> questions of the pool (free ones not counted)
     teacher_models: list[str]
     prompt_versions: list[str]
-    formats: dict[FormatName, FormatPlan]
+    formats: dict[Format, FormatPlan]
     warnings: list[str]
 
 
@@ -198,9 +195,9 @@ def build_plan(
         seed=options.seed,
     )
     warnings = _warnings(current, options, len(pool), splits)
-    formats: dict[FormatName, FormatPlan] = {}
+    formats: dict[Format, FormatPlan] = {}
     for fmt in options.formats():
-        if fmt == "direct":
+        if fmt is Format.direct:
             formats[fmt] = _plan_direct(
                 pool, by_question, questions, difficulty, splits, qfunnel, options
             )
@@ -246,7 +243,7 @@ def _warnings(
 
 
 def _finish(
-    fmt: FormatName,
+    fmt: Format,
     records: list[PlannedRecord],
     funnel: list[FunnelStep],
     balance: str,
@@ -282,7 +279,7 @@ def _plan_direct(
                 difficulty=difficulty[qid],
             )
         )
-    if options.balance_for("direct"):
+    if options.balance_for(Format.direct):
         moved = rebalance_direct(records, seed=options.seed)
         balance = (
             f"options re-permuted in {moved} of {len(records)} records for uniform gold letters "
@@ -290,7 +287,7 @@ def _plan_direct(
         )
     else:
         balance = "off: gold letters as the teacher saw them (--no-balance)"
-    return _finish("direct", records, list(qfunnel.steps), balance, options)
+    return _finish(Format.direct, records, list(qfunnel.steps), balance, options)
 
 
 def _plan_reasoning(
@@ -347,7 +344,7 @@ def _plan_reasoning(
         FIX_STRAY: sum(1 for c in picked if c.stray_markers),
         FIX_TRAILING: sum(1 for c in picked if c.trailing_lines),
     }
-    return _finish("reasoning", records, funnel.steps, balance, options, fixes)
+    return _finish(Format.reasoning, records, funnel.steps, balance, options, fixes)
 
 
 def _has_outcome(outcome: Outcome) -> Callable[[SampleRow], bool]:
@@ -381,7 +378,7 @@ def _preference(record: PlannedRecord) -> tuple[bool, int, int, int]:
 def _pick(
     records: list[PlannedRecord], funnel: Funnel, options: ExportOptions
 ) -> tuple[list[PlannedRecord], str]:
-    balance = options.balance_for("reasoning")
+    balance = options.balance_for(Format.reasoning)
     if options.per_question is PerQuestion.best:
         grouped: dict[str, list[PlannedRecord]] = defaultdict(list)
         for record in records:

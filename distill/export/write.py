@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 
 from distill.errors import UserError
 from distill.export.items import PlannedRecord
-from distill.export.plan import FormatName, FormatPlan
+from distill.export.plan import FormatPlan
 from distill.export.records import (
     CleanChain,
     assistant_message,
@@ -33,6 +33,7 @@ from distill.export.stats import RecordStats
 from distill.export.templates import TextRenderer
 from schemas.export import (
     DirectRecord,
+    Format,
     OutputKind,
     ReasoningRecord,
     RecordContext,
@@ -51,7 +52,7 @@ def _message_type(mode: TemplateMode) -> pa.DataType:
     return pa.struct(fields)
 
 
-def arrow_schema(fmt: FormatName, *, stages: bool, mode: TemplateMode) -> pa.Schema:
+def arrow_schema(fmt: Format, *, stages: bool, mode: TemplateMode) -> pa.Schema:
     """Explicit column types, in record-model field order: no type guessing from a first batch
     (an all-null column would become `null`), and the same schema for every split."""
     messages = pa.list_(_message_type(mode))
@@ -68,7 +69,7 @@ def arrow_schema(fmt: FormatName, *, stages: bool, mode: TemplateMode) -> pa.Sch
     ]
     if stages:
         fields.append(("stage", pa.int64()))
-    if fmt == "reasoning":
+    if fmt is Format.reasoning:
         fields += [
             ("reasoning_content", pa.string()),
             ("reasoning_tokens", pa.int64()),
@@ -84,7 +85,7 @@ class RecordBuilder:
 
     def __init__(
         self,
-        fmt: FormatName,
+        fmt: Format,
         *,
         engine: Engine,
         ctx: RecordContext,
@@ -92,7 +93,7 @@ class RecordBuilder:
         renderer: TextRenderer | None = None,
     ) -> None:
         self.fmt, self.engine, self.ctx, self.renderer = fmt, engine, ctx, renderer
-        self.model = ReasoningRecord if fmt == "reasoning" else DirectRecord
+        self.model = ReasoningRecord if fmt is Format.reasoning else DirectRecord
         self.stages = stages
         self.schema = arrow_schema(fmt, stages=stages, mode=ctx.mode)
 
@@ -108,7 +109,7 @@ class RecordBuilder:
         for start in range(0, len(planned), FETCH_CHUNK):
             chunk = planned[start : start + FETCH_CHUNK]
             texts: dict[int, str | None] = {}
-            if self.fmt == "reasoning":
+            if self.fmt is Format.reasoning:
                 with self.engine.connect() as conn:
                     ids = [r.generation_id for r in chunk if r.generation_id is not None]
                     texts = fetch_chains(conn, generation_ids=ids)

@@ -9,9 +9,13 @@ shortest possible prompt (the instruction alone, through the server's chat templ
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Protocol
 
+from distill import redact
+from distill.config import Settings
+from distill.errors import UserError
 from distill.prompts import build_messages
 
 
@@ -72,3 +76,37 @@ async def read_budget(teacher: _Counts, *, max_tokens: int) -> Budget:
     context = served.get(teacher.model)
     floor = await teacher.prompt_tokens(build_messages("", [])) if context is not None else None
     return Budget(teacher.model, teacher.base_url, max_tokens, context, floor)
+
+
+def check_enqueue_budget(
+    settings: Settings, *, max_tokens: int, longest_prompt: list[dict[str, str]]
+) -> list[str]:
+    """What `distill enqueue` checks before it writes a run: raises UserError for a budget that
+    no prompt leaves room for; returns warnings (the longest prompt cuts the budget short, or
+    the teacher does not answer yet, which is normal while vLLM loads a 32B model)."""
+    from distill.teacher.client import TeacherError
+
+    try:
+        budget, tokens = asyncio.run(_read(settings, max_tokens, longest_prompt))
+    except TeacherError:
+        return [
+            f"teacher not reachable at {redact.url(settings.teacher_url)}; "
+            f"--max-tokens {max_tokens} not checked against its context length"
+        ]
+    refusal = budget.refusal()
+    if refusal is not None:
+        raise UserError(refusal)
+    warning = budget.long_prompt_warning(tokens) if tokens is not None else None
+    return [warning] if warning is not None else []
+
+
+async def _read(
+    settings: Settings, max_tokens: int, longest: list[dict[str, str]]
+) -> tuple[Budget, int | None]:
+    from distill.teacher.client import OpenAITeacher
+
+    quick = settings.model_copy(update={"request_timeout": 10.0, "request_retries": 1})
+    async with OpenAITeacher.from_settings(quick) as teacher:
+        budget = await read_budget(teacher, max_tokens=max_tokens)
+        tokens = await teacher.prompt_tokens(longest) if budget.context is not None else None
+        return budget, tokens

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from distill.cli import _register, app
+from distill.cli import app
 from distill.config import get_settings
 from distill.prompts import build_messages
 from distill.teacher.budget import read_budget
@@ -17,7 +17,6 @@ from distill.teacher.client import OpenAITeacher
 from distill.teacher.server import TeacherServer
 
 pytestmark = pytest.mark.vllm
-_register()
 cli = CliRunner()
 
 

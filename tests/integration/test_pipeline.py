@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
-from distill.cli import _register, app
+from distill.cli import app
 from distill.config import Settings, get_settings
 from distill.db import session_scope
 from distill.models import Generation, Job, JobStatus
@@ -19,7 +19,6 @@ from distill.teacher.server import TeacherServer
 from tests.support.workers import Worker, count, redis_db, wait_until
 
 pytestmark = pytest.mark.vllm
-_register()
 cli = CliRunner()
 
 QUESTIONS = Path(__file__).resolve().parents[1] / "assets" / "tiny_mcq.jsonl"
