@@ -220,6 +220,9 @@ class TemplateReport(BaseModel):
     keeps_chain_in_reasoning_content: bool | None
     end_of_turn: str | None  # what the template writes after the answer line
     detail: str
+    # For the `text` shape: whether `text` leaves out the template's leading BOS because the
+    # student's tokenizer adds one itself when trainers tokenize the column (None: not known).
+    text_without_bos: bool | None = None
 
 
 class RunInfo(BaseModel):

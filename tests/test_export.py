@@ -545,3 +545,27 @@ def test_generations_that_are_not_results_or_moved_a_reference_are_left_out(
     (record,) = read_jsonl(tmp_path / "out" / "direct" / "train.jsonl")
     assert record["difficulty"] == 0.0  # one sample left, and it is correct
     assert options_of(record["prompt"][0]["content"])["C"] == "both A and B"
+
+
+@pytest.mark.parametrize("to", ["disk", "jsonl"])
+def test_the_cards_loading_snippet_runs_as_written(engine: Engine, tmp_path: Path, to: str) -> None:
+    import subprocess
+    import sys
+
+    populate(engine, 12, samples=1)
+    manifest = run_export(engine, tmp_path / "out", format="both", to=to, val_size=2)
+    for name in manifest.outputs:
+        directory = tmp_path / "out" / name
+        card = (directory / "README.md").read_text(encoding="utf-8")
+        snippet = card.split("## Loading", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+        assert "THIS_DIR" not in snippet
+        check = snippet + "\nprint(ds['train'].num_rows + ds['validation'].num_rows)\n"
+        result = subprocess.run(
+            [sys.executable, "-c", check],
+            cwd=directory,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert int(result.stdout) == manifest.outputs[name].records

@@ -3,6 +3,7 @@ chain and learn to stop after the answer line."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,65 @@ def test_missing_or_empty_template_is_a_user_error(tmp_path: Path) -> None:
     (tmp_path / "tokenizer_config.json").write_text('{"eos_token": "x"}')
     with pytest.raises(UserError, match="holds no chat template"):
         load_chat_template(tmp_path)
+
+
+# --- BOS: one, however the trainer tokenizes `text` ---------------------------------------------
+
+BOS, EOS = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"
+
+
+def _r1_tokenizer_dir(tmp_path: Path, *, adds_bos: bool) -> Path:
+    """A real tokenizer (the `tokenizers` library) with DeepSeek-R1-Distill's special tokens and
+    chat template; its post-processor prepends BOS, as DeepSeek-R1-Distill's and Llama's do, or
+    not, as Qwen's."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    specials = [BOS, EOS, "<｜User｜>", "<｜Assistant｜>", "<think>", "</think>"]
+    words = sorted(set(f"{USER} {CHAIN} The answer is B. x".split()))
+    vocab = {tok: i for i, tok in enumerate(["[UNK]", *specials, *words])}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tokenizer.add_special_tokens(specials)
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    if adds_bos:
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"{BOS} $A", special_tokens=[(BOS, vocab[BOS])]
+        )
+    directory = tmp_path / ("bos" if adds_bos else "nobos")
+    directory.mkdir()
+    tokenizer.save(str(directory / "tokenizer.json"))
+    config = json.loads((TEMPLATES / "r1-distill" / "tokenizer_config.json").read_text("utf-8"))
+    (directory / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    return directory
+
+
+@pytest.mark.parametrize("adds_bos", [True, False])
+def test_text_tokenizes_to_one_bos_as_trainers_tokenize_it(tmp_path: Path, adds_bos: bool) -> None:
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    directory = _r1_tokenizer_dir(tmp_path, adds_bos=adds_bos)
+    template = load_chat_template(directory)
+    assert template.adds_bos is adds_bos
+    renderer = TextRenderer(template, ctx=CTX.model_copy(update={"mode": TemplateMode.text}))
+    text = renderer.render(user=USER, content=f"<think>\n{CHAIN}\n</think>\n\nThe answer is B.")
+    assert text.startswith(BOS) is not adds_bos
+    # As TRL's SFTTrainer tokenizes a `text` column: with the tokenizer's special tokens.
+    ids = Tokenizer.from_file(str(directory / "tokenizer.json")).encode(text).tokens
+    assert ids[0] == BOS and ids.count(BOS) == 1
+    hf = PreTrainedTokenizerFast(tokenizer_file=str(directory / "tokenizer.json"), bos_token=BOS)
+    tokens = hf.convert_ids_to_tokens(hf(text)["input_ids"])
+    assert tokens[0] == BOS and tokens.count(BOS) == 1
+
+
+def test_the_card_says_which_bos_rule_applies(engine: Engine, tmp_path: Path) -> None:
+    _populate(engine)
+    student = _r1_tokenizer_dir(tmp_path, adds_bos=True)
+    manifest = run_export(
+        engine, tmp_path / "out", format="reasoning", to="jsonl", student_template=student
+    )
+    report = manifest.outputs["reasoning"].template
+    assert report is not None and report.text_without_bos is True
+    for record in read_jsonl(tmp_path / "out" / "train.jsonl"):
+        assert not record["text"].startswith(BOS)
+    card = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
+    assert "starts without the template's BOS token" in card

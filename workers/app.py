@@ -4,7 +4,7 @@ workers/tasks.py; `distill worker` builds the app with `make_app(settings)` and 
 from __future__ import annotations
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from distill.config import Settings
 from distill.jobs.publish import worker_queues
@@ -24,7 +24,7 @@ def make_app(settings: Settings) -> Celery:
         task_ignore_result=True,
         # Jobs are routed by (teacher model, prompt version): this worker takes only jobs it can
         # send to its own endpoint in the words they were made with (distill.jobs.publish).
-        task_queues=[Queue(name) for name in queues],
+        task_queues=[Queue(name, Exchange(name), routing_key=name) for name in queues],
         task_default_queue=queues[0],
         # Ack only after the job's result is written: a worker killed mid-request leaves its
         # messages unacknowledged, and the broker hands them to another worker.

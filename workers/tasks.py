@@ -47,11 +47,11 @@ def register(app: Celery, settings: Settings) -> None:
         outcome = runners.get().run(job_id)
         if outcome.action == "reroute" and outcome.route is not None:
             # Not this worker's model or prompt version: to the queue of those that can take it.
-            log.info("job %d: %s; routed to its own queue", job_id, outcome.detail)
+            log.debug("job %d: %s; routed to its own queue", job_id, outcome.detail)
             self.app.send_task(TASK_NAME, args=[job_id], queue=queue_name(outcome.route))
             return outcome.action
         if outcome.action in ("requeue", "retry_later"):
-            log.info(
+            log.debug(
                 "job %d: %s in %.0fs (%s)", job_id, outcome.action, outcome.delay, outcome.detail
             )
             # The new message is published before this one is acked, so the job is never lost.

@@ -152,21 +152,12 @@ def worker(
     if concurrency:
         # The runner's semaphore and Celery's pool agree on the number of requests in flight.
         settings = settings.model_copy(update={"concurrency": concurrency})
-    from workers.app import make_app  # the worker side imports distill, not the other way round
+    from workers.main import run  # the worker side imports distill, not the other way round
 
-    app = make_app(settings)
-    argv = [
-        "worker",
-        "--pool",
-        "threads",
-        "--concurrency",
-        str(settings.concurrency),
-        "--loglevel",
-        loglevel,
-    ]
-    if hostname:
-        argv += ["--hostname", hostname]
-    app.worker_main(argv)
+    try:
+        run(settings, loglevel=loglevel, hostname=hostname)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 def status(

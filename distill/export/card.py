@@ -92,17 +92,25 @@ def _front_matter(fmt: FormatManifest, kind: OutputKind) -> list[str]:
 
 
 def _loading(fmt: FormatManifest, kind: OutputKind) -> list[str]:
+    # Relative to this card's directory: the card holds no output path, so that the same
+    # database and options give the same bytes wherever they are written.
     if kind is OutputKind.disk:
-        load = 'from datasets import load_from_disk\nds = load_from_disk("THIS_DIR")'
+        load = (
+            "from datasets import load_from_disk\n"
+            'ds = load_from_disk(".")  # the directory of this README.md'
+        )
     else:
         builder = "json" if kind is OutputKind.jsonl else "parquet"
-        files = ", ".join(f'"{s}": "THIS_DIR/{s}.{kind.value}"' for s in _SPLITS)
+        files = ", ".join(f'"{s}": "{s}.{kind.value}"' for s in _SPLITS)
         load = (
             "from datasets import load_dataset\n"
+            "# paths relative to the directory of this README.md\n"
             f'ds = load_dataset("{builder}", data_files={{{files}}})'
         )
     return [
         "## Loading",
+        "",
+        "Run from the directory that holds this card (or put its path in front):",
         "",
         "```python",
         load,
@@ -118,6 +126,18 @@ def _loading(fmt: FormatManifest, kind: OutputKind) -> list[str]:
         "sorts by length. `curriculum_rank` restores the order after any shuffle.",
         "",
     ]
+
+
+_BOS_NOTES = {
+    True: "`text` starts without the template's BOS token: trainers tokenize a `text` column "
+    "with the tokenizer's special tokens (TRL's SFTTrainer does), and this tokenizer adds BOS "
+    "itself, so the model sees one, as at inference.",
+    False: "`text` starts as the template renders it: this tokenizer adds no BOS of its own when "
+    "trainers tokenize the column (TRL's SFTTrainer uses the tokenizer's special tokens).",
+    None: "`text` starts as the template renders it; the tokenizer directory did not say whether "
+    "the tokenizer adds BOS itself (no tokenizer.json, no `add_bos_token`). If it does, tokenize "
+    "`text` without special tokens (`add_special_tokens=False`), or the model trains on two.",
+}
 
 
 def _referring(counts: dict[str, int]) -> list[str]:
@@ -258,6 +278,8 @@ def render_card(manifest: ExportManifest, fmt: FormatManifest) -> str:
                 lines += [
                     "**Train on the `text` column**: through this template `messages` "
                     "would lose the chain.",
+                    "",
+                    _BOS_NOTES[t.text_without_bos],
                     "",
                 ]
     if manifest.warnings:

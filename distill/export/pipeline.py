@@ -122,6 +122,7 @@ def export_dataset(
         report = _check_student_template(engine, plan.formats[Format.reasoning], template, ctx)
         if report.mode is TemplateMode.text:
             renderer = TextRenderer(template, ctx=ctx.model_copy(update={"mode": report.mode}))
+            report = report.model_copy(update={"text_without_bos": template.adds_bos})
             logger.warning("%s", report.detail)
     with engine.connect() as conn:
         runs = load_runs(conn, run_ids={s.run_id for s in data.samples})

