@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from distill.db import session_scope
 from distill.errors import UserError
 from distill.export import export_dataset
-from distill.export.plan import MOVED_REFERENCE, NOT_A_RESULT
+from distill.export.funnel import MOVED_REFERENCE, NOT_A_RESULT
 from distill.models import JobStatus, Outcome
 from schemas.export import ExportManifest, ExportOptions
 from tests.support.factories import add_job, add_question, add_run, add_sample, rotated

@@ -13,6 +13,28 @@ from distill.errors import UserError
 from distill.export.balance import choose_balanced, rebalance_direct, subsample_balanced
 from distill.export.curriculum import order_train, order_validation, score
 from distill.export.dedupe import EvalIndex, near_duplicates
+from distill.export.funnel import (
+    BAD_ORDER,
+    BALANCE_SUBSAMPLED,
+    CHAIN_LABELS,
+    CONTAMINATED,
+    FIX_STRAY,
+    FIX_TRAILING,
+    GENERATIONS,
+    LETTER_MISMATCH,
+    MOVED_REFERENCE,
+    NEAR_DUPLICATE,
+    NO_TOKEN_COUNT,
+    NOT_A_RESULT,
+    NOT_BEST,
+    NOT_CLOSED,
+    NOT_STOPPED,
+    OUTCOME_LABELS,
+    QUESTIONS,
+    SUPERSEDED,
+    TOO_LONG,
+    Funnel,
+)
 from distill.export.items import Difficulty, PlannedRecord
 from distill.export.records import ChainDrop
 from distill.export.select import QuestionRow, SampleRow
@@ -20,38 +42,6 @@ from distill.export.splits import assign_splits, default_val_size
 from distill.models import Outcome
 from distill.teacher.grading import is_result
 from schemas.export import ExportOptions, Format, FunnelStep, PerQuestion, Split
-
-# Funnel labels: the rows of the dataset card's "how the rows were chosen" tables.
-GENERATIONS = "finished generations in the selection"
-SUPERSEDED = "superseded by a retry with a larger token budget"
-BAD_ORDER = "option order does not fit the question"
-NOT_A_RESULT = "not a result: the server ended the generation (finish_reason not stop/length)"
-MOVED_REFERENCE = (
-    "an option that refers to other options was moved (asked before references were detected)"
-)
-QUESTIONS = "questions with finished generations"
-NEAR_DUPLICATE = "near-duplicate question (kept once, lowest id)"
-CONTAMINATED = "question found in an eval set (--decontaminate)"
-OUTCOME_LABELS = {
-    Outcome.incorrect: "teacher answered incorrectly",
-    Outcome.truncated: "truncated (token budget hit or chain never closed)",
-    Outcome.unparseable: "no answer letter after the chain",
-    Outcome.empty: "empty response",
-}
-NOT_STOPPED = "finish_reason is not stop"
-NOT_CLOSED = "think block not closed"
-LETTER_MISMATCH = "predicted letter differs from the gold letter"
-CHAIN_LABELS = {
-    ChainDrop.empty: "empty chain after cleaning",
-    ChainDrop.answer_line_inside: "answer line in the middle of the chain",
-    ChainDrop.conflicting_answer: "chain ends with a different answer",
-}
-NO_TOKEN_COUNT = "no token count (for --max-reasoning-tokens)"
-TOO_LONG = "longer than --max-reasoning-tokens"
-NOT_BEST = "not the shortest correct chain of its question (--per-question best)"
-BALANCE_SUBSAMPLED = "subsampled for gold-letter balance (--balance)"
-FIX_STRAY = "chains with stray think markers removed"
-FIX_TRAILING = "chains with a trailing answer or \\boxed line removed"
 
 
 @dataclass(slots=True)
@@ -72,25 +62,6 @@ class LoadedData:
     samples: list[SampleRow]  # finished, in the selected runs (lineage followed)
     chains: dict[int, ChainInfo]  # generation id -> chain facts; reasoning exports only
     exact_tokens: bool = False
-
-
-class Funnel:
-    def __init__(self, label: str, count: int) -> None:
-        self.steps = [FunnelStep(step=label, removed=0, remaining=count)]
-
-    @property
-    def remaining(self) -> int:
-        return self.steps[-1].remaining
-
-    def remove(self, label: str, removed: int) -> None:
-        self.steps.append(
-            FunnelStep(step=label, removed=removed, remaining=self.remaining - removed)
-        )
-
-    def copy(self) -> Funnel:
-        twin = Funnel(self.steps[0].step, self.steps[0].remaining)
-        twin.steps = list(self.steps)
-        return twin
 
 
 @dataclass(slots=True)

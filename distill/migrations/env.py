@@ -7,6 +7,7 @@ from sqlalchemy import Connection
 
 from distill.config import get_settings
 from distill.db import make_engine
+from distill.migrate import render_item
 from distill.models import Base
 
 config = context.config
@@ -21,6 +22,7 @@ def _configure(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
+        render_item=render_item,
         # SQLite cannot ALTER most things in place; batch mode recreates tables.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,

@@ -32,6 +32,7 @@ def server_module() -> str:
     current = root.joinpath(*VLLM_SERVER_MODULE.split(".")[1:]).with_suffix(".py")
     return VLLM_SERVER_MODULE if current.is_file() else LEGACY_SERVER_MODULE
 
+
 # Accepted wherever a reasoning parser is named, to switch one off that the settings switch on.
 NO_REASONING_PARSER = "none"
 

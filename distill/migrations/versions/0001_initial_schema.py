@@ -10,7 +10,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import distill.models
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -30,7 +29,7 @@ def upgrade() -> None:
         sa.Column("choices", sa.JSON(), nullable=False),
         sa.Column("answer_index", sa.Integer(), nullable=False),
         sa.Column(
-            "created_at", distill.models.UTCDateTime(timezone=True), nullable=False
+            "created_at", sa.DateTime(timezone=True), nullable=False
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_questions")),
         sa.UniqueConstraint("uid", name=op.f("uq_questions_uid")),
@@ -51,7 +50,7 @@ def upgrade() -> None:
         sa.Column("requested_n", sa.Integer(), nullable=False),
         sa.Column("seed", sa.Integer(), nullable=False),
         sa.Column(
-            "created_at", distill.models.UTCDateTime(timezone=True), nullable=False
+            "created_at", sa.DateTime(timezone=True), nullable=False
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_runs")),
     )
@@ -82,20 +81,20 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("lease_token", sa.String(length=36), nullable=True),
         sa.Column(
-            "lease_expires_at", distill.models.UTCDateTime(timezone=True), nullable=True
+            "lease_expires_at", sa.DateTime(timezone=True), nullable=True
         ),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column(
-            "created_at", distill.models.UTCDateTime(timezone=True), nullable=False
+            "created_at", sa.DateTime(timezone=True), nullable=False
         ),
         sa.Column(
-            "updated_at", distill.models.UTCDateTime(timezone=True), nullable=False
+            "updated_at", sa.DateTime(timezone=True), nullable=False
         ),
         sa.Column(
-            "started_at", distill.models.UTCDateTime(timezone=True), nullable=True
+            "started_at", sa.DateTime(timezone=True), nullable=True
         ),
         sa.Column(
-            "finished_at", distill.models.UTCDateTime(timezone=True), nullable=True
+            "finished_at", sa.DateTime(timezone=True), nullable=True
         ),
         sa.ForeignKeyConstraint(
             ["question_id"],
@@ -163,7 +162,7 @@ def upgrade() -> None:
         sa.Column("completion_tokens", sa.Integer(), nullable=True),
         sa.Column("latency_s", sa.Float(), nullable=False),
         sa.Column(
-            "created_at", distill.models.UTCDateTime(timezone=True), nullable=False
+            "created_at", sa.DateTime(timezone=True), nullable=False
         ),
         sa.ForeignKeyConstraint(
             ["job_id"], ["jobs.id"], name=op.f("fk_generations_job_id_jobs")
