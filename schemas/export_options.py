@@ -77,7 +77,7 @@ class ExportOptions(BaseModel):
     val_size: int | None = Field(None, ge=0)
     curriculum: Curriculum = Curriculum.easy_to_hard
     stages: int | None = Field(None, ge=1)
-    # None: on for direct (options are re-permuted), off for reasoning (see docs/readme-export.md).
+    # None: on for direct (options are re-permuted), off for reasoning (see docs/export.md).
     balance: bool | None = None
     decontaminate: tuple[Path, ...] = ()
     decontaminate_preset: str | None = None

@@ -55,7 +55,6 @@ def _version(value: bool) -> None:
 app = typer.Typer(
     name="distill",
     cls=_Group,
-    help="Generate curriculum-ordered distillation data from a reasoning teacher served by vLLM.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,

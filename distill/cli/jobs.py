@@ -30,7 +30,7 @@ def enqueue(
     ] = 1,
     subject: Annotated[
         list[str] | None,
-        typer.Option("--subject", help="Only these subjects (repeatable)."),
+        typer.Option("--subject", metavar="S", help="Only these subjects (repeatable)."),
     ] = None,
     max_tokens: Annotated[
         int | None,
