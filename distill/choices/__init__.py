@@ -6,6 +6,7 @@ from distill.choices.letters import (
     gold_letter,
     is_permutation,
     original_index,
+    position_of,
     presented,
 )
 from distill.choices.order import OptionOrder, OrderRule, balanced_orders
@@ -21,5 +22,6 @@ __all__ = [
     "gold_letter",
     "is_permutation",
     "original_index",
+    "position_of",
     "presented",
 ]

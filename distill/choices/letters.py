@@ -14,12 +14,19 @@ def letter_at(position: int) -> str:
     return LETTERS[position]
 
 
+def position_of(order: Sequence[int], answer_index: int) -> int:
+    """The position at which original choice `answer_index` is presented.
+
+    Raises ValueError when `answer_index` is not in `order`."""
+    return list(order).index(answer_index)
+
+
 def gold_letter(order: Sequence[int], answer_index: int) -> str:
     """The letter under which original choice `answer_index` is presented.
 
     Raises ValueError when `answer_index` is not in `order`."""
     try:
-        return LETTERS[list(order).index(answer_index)]
+        return LETTERS[position_of(order, answer_index)]
     except ValueError:
         raise ValueError(
             f"choice {answer_index} is not among the presented options {order}"

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 
-from distill.choices import LETTERS, OrderRule
+from distill.choices import LETTERS, OrderRule, position_of
 from distill.export.items import PlannedRecord
 from distill.export.seeding import seeded_key
 from schemas.export import Split
@@ -49,14 +49,16 @@ def rebalance_direct(records: Sequence[PlannedRecord], *, seed: int) -> int:
     were re-permuted."""
     moved_total = 0
     for (_split, k), group in sorted(_groups(records).items()):
-        counts = Counter(r.order.index(r.question.answer_index) for r in group)
+        counts = Counter(position_of(r.order, r.question.answer_index) for r in group)
         base, extra = divmod(len(group), k)
         # The letters already most common keep the spare +1s: fewer records move.
         by_count = sorted(range(k), key=lambda p: (-counts[p], p))
         target = {p: base + (1 if i < extra else 0) for i, p in enumerate(by_count)}
         movers: list[PlannedRecord] = []
         for position in range(k):
-            holders = [r for r in group if r.order.index(r.question.answer_index) == position]
+            holders = [
+                r for r in group if position_of(r.order, r.question.answer_index) == position
+            ]
             movable = sorted(
                 (r for r in holders if len(_allowed(r)) > 1),
                 key=lambda r: seeded_key(seed, r.record_id),
