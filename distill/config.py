@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -29,31 +29,67 @@ class Settings(BaseSettings):
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     max_tokens: int = Field(8192, ge=1)
     request_timeout: float = Field(1800.0, gt=0, description="seconds for one teacher request")
-    # Tries of one teacher call within one claim (tenacity, exponential backoff with jitter).
+    # Tries of one teacher call within one claim. Between tries tenacity waits a random time
+    # of up to min(retry_backoff_max, 2**n) seconds after the n-th try ("full jitter"): with 3
+    # tries, up to 2 s then up to 4 s; the cap matters from 7 tries on. Blips only: a teacher
+    # that stays down pauses the worker instead (distill.jobs.outage), charging no job.
     request_retries: int = Field(3, ge=1)
     retry_backoff_max: float = Field(60.0, ge=0)
     # Claims of one job (deliveries that reached the teacher) before it is marked failed.
     max_attempts: int = Field(3, ge=1)
     # Teacher requests one worker keeps in flight.
     concurrency: int = Field(64, ge=1)
-    # How long a claim is valid; a job whose lease expired is claimable again (its worker died).
-    # Default: the longest one claim can take (every try timing out, every backoff at its cap).
-    lease_seconds: float | None = Field(None, gt=0)
-    # Redis visibility timeout: an unacknowledged message is redelivered after this. Default: a
-    # little longer than the lease, so a redelivered message finds the dead worker's lease expired.
+    # How long a claim is valid without news from its worker. The worker renews the leases of
+    # its jobs every heartbeat while their requests run, so a dead or frozen worker's jobs are
+    # claimable again about a lease later, whatever the request timeout.
+    lease_seconds: float = Field(60.0, gt=0)
+    # Lease renewals and the worker's own heartbeat (default: a third of the lease, so a lease
+    # survives a missed beat).
+    heartbeat_seconds: float | None = Field(None, gt=0)
+    # How often each worker's reconciler returns expired leases to the queue and re-sends
+    # messages the broker lost (`distill reconcile` runs it once).
+    reconcile_seconds: float = Field(15.0, gt=0)
+    # Redis visibility timeout: an unacknowledged message comes back after this. Recovery does
+    # not wait for it (the lease and the reconciler do that); it only bounds when a live job's
+    # message is delivered a second time, so it stays longer than a job's requests can take.
     visibility_timeout: int | None = Field(None, ge=1)
+    # On SIGTERM or Ctrl-C, in-flight requests get this long to finish; the rest are handed
+    # back (job queued, message kept). Compose's stop_grace_period must be longer.
+    shutdown_grace: float = Field(30.0, ge=0)
+    # How long a worker keeps trying to store results the teacher returned (database down,
+    # failing over, refusing writes) before it gives the jobs back to be asked again.
+    write_patience: float = Field(600.0, gt=0)
 
     @property
     def lease(self) -> float:
-        if self.lease_seconds is not None:
-            return self.lease_seconds
-        return self.request_retries * (self.request_timeout + self.retry_backoff_max) + 60.0
+        return self.lease_seconds
+
+    @property
+    def heartbeat(self) -> float:
+        return self.heartbeat_seconds if self.heartbeat_seconds is not None else self.lease / 3
+
+    @property
+    def longest_claim(self) -> float:
+        """The longest one claim's requests can take: every try timing out, every wait at its
+        largest."""
+        waits = sum(min(self.retry_backoff_max, 2.0**n) for n in range(1, self.request_retries))
+        return self.request_retries * self.request_timeout + waits
 
     @property
     def visibility(self) -> int:
         if self.visibility_timeout is not None:
             return self.visibility_timeout
-        return int(self.lease) + 300
+        return int(self.longest_claim) + 300
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        """Combinations that cannot work are refused when the settings are read."""
+        if self.heartbeat * 2 > self.lease:
+            raise ValueError(
+                f"DISTILL_HEARTBEAT_SECONDS ({self.heartbeat:g}) must be at most half of "
+                f"DISTILL_LEASE_SECONDS ({self.lease:g}): a lease must outlive a missed heartbeat"
+            )
+        return self
 
     seed: int = 0
 

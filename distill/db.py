@@ -18,13 +18,14 @@ from distill.errors import UserError
 
 # The newest migration (distill/migrations/versions): what a database must be at for this code,
 # checked at start without loading Alembic; a test keeps it equal to Alembic's own head.
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         # Worker threads share the engine; SQLite's own locking serialises writers.
         kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 60})
+        kwargs.setdefault("hide_parameters", True)
         engine = create_engine(url, **kwargs)
 
         @event.listens_for(engine, "connect")
@@ -39,6 +40,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    # Errors must not carry a statement's parameters (prompts, teacher output) into logs.
+    kwargs.setdefault("hide_parameters", True)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     return create_engine(url, **kwargs)

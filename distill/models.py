@@ -165,6 +165,9 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None] = mapped_column(index=True)
+    # When its message was last handed to the broker; NULL until the first publish succeeded
+    # (enqueue interrupted, broker down): the reconciler sends those (distill.jobs.reconcile).
+    published_at: Mapped[datetime | None]
 
     question: Mapped[Question] = relationship()
     generation: Mapped[Generation | None] = relationship(back_populates="job")
@@ -192,9 +195,40 @@ class Generation(Base):
     prompt_tokens: Mapped[int | None]
     completion_tokens: Mapped[int | None]
     latency_s: Mapped[float] = mapped_column(Float)
+    # What had to change for the row to be stored, e.g. U+0000 (which PostgreSQL text refuses)
+    # replaced in raw_text; NULL when nothing did.
+    notes: Mapped[list[Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
     job: Mapped[Job] = relationship(back_populates="generation")
 
 
-__all__ = ["Base", "Generation", "Job", "JobStatus", "Outcome", "Question", "Run", "utcnow"]
+class Worker(Base):
+    """A worker process, as it last reported itself: `distill status` shows the ones seen
+    recently, the ones that stopped heart-beating, and the ones paused by a teacher outage."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)  # hostname:pid
+    teacher_model: Mapped[str] = mapped_column(String(256))
+    concurrency: Mapped[int]
+    in_flight: Mapped[int] = mapped_column(default=0)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # Set while the teacher is unreachable or failing for everyone: the worker sends nothing.
+    paused_since: Mapped[datetime | None]
+    pause_reason: Mapped[str | None] = mapped_column(Text)
+    stopped_at: Mapped[datetime | None]
+
+
+__all__ = [
+    "Base",
+    "Generation",
+    "Job",
+    "JobStatus",
+    "Outcome",
+    "Question",
+    "Run",
+    "Worker",
+    "utcnow",
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel
@@ -9,6 +10,21 @@ from pydantic import BaseModel
 # What the rates describe: the recent window while jobs are queued or running; the run's own
 # average once a run is finished; nothing ("idle") when the whole queue has nothing left.
 RateBasis = Literal["recent", "run", "idle"]
+
+
+# running: heart-beating; paused: heart-beating, sending nothing while the teacher is down;
+# silent: no heartbeat for 3 intervals (killed, frozen, cut off); stopped: exited cleanly.
+WorkerStateName = Literal["running", "paused", "silent", "stopped"]
+
+
+class WorkerReport(BaseModel):
+    name: str  # hostname:pid
+    teacher_model: str
+    state: WorkerStateName
+    in_flight: int
+    last_seen_s: float  # seconds since its last heartbeat
+    paused_since: datetime | None = None
+    pause_reason: str | None = None
 
 
 class StatusReport(BaseModel):
@@ -28,6 +44,10 @@ class StatusReport(BaseModel):
     # Queued jobs per "teacher model / prompt version": a worker takes only jobs of its own
     # teacher model and of prompt versions its code renders (distill.jobs.publish).
     queued_by_route: dict[str, int] = {}
+    # Running jobs whose lease ran out: their worker died or froze; the reconciler puts them
+    # back in the queue within DISTILL_RECONCILE_SECONDS.
+    stale_leases: int = 0
+    workers: list[WorkerReport] = []  # seen in the last 10 minutes, newest first
 
     @property
     def remaining(self) -> int:

@@ -127,8 +127,10 @@ def test_teacher_outage_is_retried_with_backoff_then_succeeds(stack: dict, engin
     from tests.support.fake_openai import Error
 
     add_questions(engine, 2)
-    # Six 503s: each job's first claim spends its three tries on them, so both jobs go back to
-    # the queue (Celery retry with backoff) and succeed on their second claim.
+    # Six 503s. Whether the outage gate's one-token probe lands on one of them (the gate closes:
+    # the jobs wait, uncharged, and are sent again) or after them (a blip: the failed claim is
+    # charged and the job comes back through Celery's retry) depends on timing; either way both
+    # jobs end done, within their attempts.
     stack["teacher"].script(*[Error(503, "overloaded")] * 6)
     worker = stack["start"](concurrency=4)
     assert CliRunner().invoke(app, ["enqueue", "--n", "2"]).exit_code == 0
@@ -139,9 +141,10 @@ def test_teacher_outage_is_retried_with_backoff_then_succeeds(stack: dict, engin
         on_fail=worker.tail,
     )
     assert count(engine, JobStatus.done) == 2
-    assert stack["teacher"].calls == 8
+    asked = [r for r in stack["teacher"].requests if r["max_tokens"] != 1]  # not the probes
+    assert len(asked) <= 8  # at most the storm, then one answer each
     with session_scope(engine) as s:
-        assert set(s.scalars(select(Job.attempts))) == {2}
+        assert set(s.scalars(select(Job.attempts))) <= {1, 2}
 
 
 def test_256_requests_in_flight_from_one_worker_in_little_memory(

@@ -35,7 +35,7 @@ def make_runner(settings: Settings, engine: Engine) -> Iterator:  # type: ignore
     runners: list[Runner] = []
 
     def make(teacher: FakeTeacher, **overrides: object) -> Runner:
-        s = settings.model_copy(update=overrides)
+        s = Settings.model_validate({**settings.model_dump(), **overrides})
         runner = Runner(settings=s, engine=engine, teacher_factory=lambda: teacher)
         runners.append(runner)
         return runner
@@ -207,3 +207,73 @@ def test_aborted_every_time_fails_after_the_attempts_cap(make_runner, engine: En
         assert job is not None and job.status == JobStatus.failed
         assert "finish_reason 'abort'" in (job.last_error or "")
         assert s.scalars(select(Generation)).all() == []
+
+
+def test_a_teacher_outage_pauses_the_worker_and_charges_no_job(make_runner, engine: Engine) -> None:  # type: ignore[no-untyped-def]
+    import threading
+    import time
+
+    from distill.jobs.status import collect
+
+    add_questions(engine, 6)
+    ids = enqueue(engine, 6).job_ids
+    down = threading.Event()
+    down.set()
+
+    def script(prompt: str, max_tokens: int) -> object:
+        if down.is_set():
+            return TeacherError("cannot reach the teacher (ConnectError)", retryable=True)
+        return answer(_gold(prompt))
+
+    teacher = FakeTeacher(script)  # type: ignore[arg-type]
+    teacher.up = False
+    runner = make_runner(teacher, heartbeat_seconds=0.2, lease_seconds=5.0)
+    futures = [runner.submit(i) for i in ids]
+    deadline = time.monotonic() + 20
+    paused = None
+    while time.monotonic() < deadline:
+        with session_scope(engine) as s:
+            paused = [w for w in collect(s, heartbeat_s=0.2).workers if w.state == "paused"]
+        if paused:
+            break
+        time.sleep(0.1)
+    assert (
+        paused
+        and paused[0].paused_since is not None
+        and "cannot reach" in (paused[0].pause_reason or "")
+    )
+    with session_scope(engine) as s:
+        assert {j.status for j in s.scalars(select(Job))} <= {JobStatus.running, JobStatus.queued}
+    down.clear()
+    teacher.up = True
+    assert {f.result(timeout=60).action for f in futures} == {"done"}
+    with session_scope(engine) as s:
+        jobs = s.scalars(select(Job)).all()
+        assert {(j.status, j.attempts) for j in jobs} == {(JobStatus.done, 1)}  # nobody charged
+
+
+def test_stopping_hands_back_what_does_not_finish_within_the_grace(
+    make_runner, engine: Engine
+) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    add_questions(engine, 3)
+    ids = enqueue(engine, 3).job_ids
+    teacher = FakeTeacher(lambda p, m: answer("A"), delay=30.0)
+    runner = make_runner(teacher)
+    futures = [runner.submit(i) for i in ids]
+    deadline = time.monotonic() + 10
+    while len(teacher.calls) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    started = time.monotonic()
+    runner.drain(0.5)
+    outcomes = [f.result(timeout=10) for f in futures]
+    assert time.monotonic() - started < 5  # the grace, not the 30 s requests
+    assert {o.action for o in outcomes} == {"handback"}
+    late = runner.submit(ids[0]).result(timeout=5)  # a message arriving while stopping
+    assert late.action == "handback"
+    with session_scope(engine) as s:
+        jobs = s.scalars(select(Job)).all()
+        assert {(j.status, j.attempts, j.lease_token) for j in jobs} == {
+            (JobStatus.queued, 0, None)
+        }

@@ -1,5 +1,6 @@
 """The Celery app: configuration only, from the Settings it is given. The task is in
-workers/tasks.py; `distill worker` builds the app with `make_app(settings)` and starts it."""
+workers/tasks.py; `distill worker` builds the app with `make_app(settings)` and starts it
+(workers/main.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,11 @@ from workers import tasks
 def make_app(settings: Settings) -> Celery:
     """A worker app for `settings`: it consumes the queues of settings.teacher_model (one per
     prompt version this code renders) and runs jobs with a Runner configured by `settings`."""
+    return build(settings)[0]
+
+
+def build(settings: Settings) -> tuple[Celery, tasks.Runners]:
+    """The worker app, and the holder of its Runner (for the shutdown hooks)."""
     queues = worker_queues(settings.teacher_model)
     app = Celery("distill", broker=settings.broker_url)
     app.conf.update(
@@ -29,9 +35,8 @@ def make_app(settings: Settings) -> Celery:
         # Ack only after the job's result is written: a worker killed mid-request leaves its
         # messages unacknowledged, and the broker hands them to another worker.
         task_acks_late=True,
-        # With a process pool, a child killed by the OOM killer or a signal re-queues its message
-        # instead of acking it as failed.
-        task_reject_on_worker_lost=True,
+        # Celery's threads pool, taught to stop on a second Ctrl-C (workers/pool.py).
+        worker_pool="workers.pool:ThreadPool",
         # Each pool thread holds one message at a time; the worker reserves no more messages than
         # it has requests in flight, so idle workers on other hosts get the rest.
         worker_prefetch_multiplier=1,
@@ -47,12 +52,11 @@ def make_app(settings: Settings) -> Celery:
         },
         # Survive a Redis restart at start-up instead of dying before the first message.
         broker_connection_retry_on_startup=True,
-        # On a lost broker connection, drop (do not ack) the tasks in progress: their messages
-        # are redelivered anyway, and the job's lease decides who finishes it.
-        worker_cancel_long_running_tasks_on_connection_loss=True,
-        # No task_time_limit: the threads pool cannot enforce one. The runner bounds every job
-        # itself (request timeout × tries, then the attempts cap), and the lease covers the rest.
+        # Not set, because the threads pool cannot honour them: task_reject_on_worker_lost (no
+        # child process to lose), worker_cancel_long_running_tasks_on_connection_loss (it would
+        # try to kill threads), task_time_limit. The runner bounds each request itself (the
+        # request timeout), leases bound a dead worker, and the reconciler puts its jobs back.
         worker_hijack_root_logger=False,
     )
-    tasks.register(app, settings)
-    return app
+    runners = tasks.register(app, settings)
+    return app, runners

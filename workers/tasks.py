@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 from celery import Celery, Task
-from celery.signals import worker_shutdown
+from celery.exceptions import Reject
+from celery.signals import worker_shutdown, worker_shutting_down
 
 from distill.config import Settings
 from distill.jobs.publish import TASK_NAME, queue_name
@@ -15,7 +17,7 @@ from distill.jobs.runner import Runner
 log = logging.getLogger(__name__)
 
 
-class _Runners:
+class Runners:
     """One Runner per worker process, made on the first message with the worker's settings."""
 
     def __init__(self, settings: Settings) -> None:
@@ -29,6 +31,17 @@ class _Runners:
                 self._runner = Runner(settings=self._settings)
             return self._runner
 
+    def drain(self, **_: object) -> None:
+        """The first SIGTERM or Ctrl-C: take no more jobs, give those in flight the grace."""
+        with self._lock:
+            if self._runner is not None:
+                self._runner.drain(self._settings.shutdown_grace)
+
+    def hand_back_now(self) -> None:
+        with self._lock:
+            if self._runner is not None:
+                self._runner.hand_back_now()
+
     def close(self, **_: object) -> None:
         with self._lock:
             if self._runner is not None:
@@ -36,20 +49,28 @@ class _Runners:
                 self._runner = None
 
 
-def register(app: Celery, settings: Settings) -> None:
+def register(app: Celery, settings: Settings) -> Runners:
     """Add the `distill.run_job` task to `app`, running jobs with a Runner for `settings`."""
-    runners = _Runners(settings)
+    runners = Runners(settings)
+    worker_shutting_down.connect(runners.drain, weak=False)
     worker_shutdown.connect(runners.close, weak=False)
 
     @app.task(name=TASK_NAME, bind=True, max_retries=None)
-    def run_job(self: Task[[int], str], job_id: int) -> str:
+    def run_job(self: Task[[Any], str], job_id: Any) -> str:
         """Run one job. Safe to receive twice or after the job finished: the claim decides."""
+        if type(job_id) is not int:
+            # Not a message distill sent: dropped (acked), and it delays no other job.
+            log.warning("dropped a malformed message: job id %r is not an integer", job_id)
+            return "dropped"
         outcome = runners.get().run(job_id)
         if outcome.action == "reroute" and outcome.route is not None:
             # Not this worker's model or prompt version: to the queue of those that can take it.
             log.debug("job %d: %s; routed to its own queue", job_id, outcome.detail)
             self.app.send_task(TASK_NAME, args=[job_id], queue=queue_name(outcome.route))
             return outcome.action
+        if outcome.action == "handback":
+            # The worker is stopping: the job is queued again and its message stays.
+            raise Reject(outcome.detail, requeue=True)
         if outcome.action in ("requeue", "retry_later"):
             log.debug(
                 "job %d: %s in %.0fs (%s)", job_id, outcome.action, outcome.delay, outcome.detail
@@ -57,3 +78,5 @@ def register(app: Celery, settings: Settings) -> None:
             # The new message is published before this one is acked, so the job is never lost.
             raise self.retry(countdown=outcome.delay)
         return outcome.action
+
+    return runners

@@ -27,6 +27,8 @@ class _Group(TyperGroup):
         except Exception as exc:
             # Checked by module first: importing SQLAlchemy costs every command a third of a
             # second, and click ends even `--help` with an exception.
+            if type(exc).__module__.startswith("pydantic"):
+                _fail(f"configuration: {_settings_error(exc)}")
             if not type(exc).__module__.startswith("sqlalchemy"):
                 raise
             from sqlalchemy.exc import OperationalError
@@ -37,6 +39,17 @@ class _Group(TyperGroup):
             _fail(
                 f"database error ({first}); check DISTILL_DATABASE_URL, then `distill db upgrade`"
             )
+
+
+def _settings_error(exc: Exception) -> str:
+    """A pydantic error of the settings as one line: the variable, and what is wrong."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return str(exc).splitlines()[0]
+    first = errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    variable = f"DISTILL_{where.upper()}: " if where else ""
+    return f"{variable}{str(first.get('msg', '')).removeprefix('Value error, ')}"
 
 
 def _fail(message: str) -> NoReturn:
@@ -81,6 +94,7 @@ app.command()(jobs.enqueue)
 app.command()(jobs.worker)
 app.command()(jobs.status)
 app.command()(jobs.retry)
+app.command()(jobs.reconcile)
 app.add_typer(teacher.app, name="teacher")
 app.command()(export.export)
 

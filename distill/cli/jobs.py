@@ -154,10 +154,7 @@ def worker(
         settings = settings.model_copy(update={"concurrency": concurrency})
     from workers.main import run  # the worker side imports distill, not the other way round
 
-    try:
-        run(settings, loglevel=loglevel, hostname=hostname)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    run(settings, loglevel=loglevel, hostname=hostname)
 
 
 def status(
@@ -250,3 +247,47 @@ def retry(
         publish.commit_and_publish(session, sorted(set(to_publish)), broker_url=settings.broker_url)
     for line in report:
         typer.echo(line)
+
+
+def reconcile(
+    as_json: Annotated[bool, typer.Option("--json", help="Print what was done as JSON.")] = False,
+) -> None:
+    """Put back what dead workers and a lost broker left: expired leases to the queue (or
+    failed after DISTILL_MAX_ATTEMPTS), and the messages of queued jobs the broker never got
+    or lost. Every worker does this on its own every DISTILL_RECONCILE_SECONDS; this runs it
+    once, e.g. when no worker is running.
+
+    Example: distill reconcile
+    """
+    from dataclasses import asdict
+
+    from distill.config import get_settings
+    from distill.db import get_engine
+    from distill.jobs.reconcile import reconcile as run_reconcile
+
+    settings = get_settings()
+    try:
+        done = run_reconcile(
+            get_engine(settings.database_url),
+            broker_url=settings.broker_url,
+            max_attempts=settings.max_attempts,
+        )
+    except UserError:
+        raise
+    except Exception as exc:
+        if type(exc).__module__.startswith("sqlalchemy"):
+            raise
+        from distill import redact
+
+        raise UserError(
+            f"the broker at {redact.url(settings.broker_url)} does not answer "
+            f"({type(exc).__name__}); nothing was sent"
+        ) from None
+    if as_json:
+        typer.echo(json.dumps(asdict(done)))
+        return
+    lost = "; the broker had lost its messages" if done.broker_lost else ""
+    typer.echo(
+        f"{done.requeued} expired lease(s) back in the queue, {done.failed} failed after "
+        f"{settings.max_attempts} attempts, {done.published} message(s) sent{lost}"
+    )

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from distill.db import session_scope
 from distill.jobs import status as status_mod
-from schemas.status import StatusReport
+from schemas.status import StatusReport, WorkerReport
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -27,8 +27,12 @@ def print_warnings(warnings: Iterable[str]) -> None:
 
 
 def snapshot(*, run_id: int | None, window_s: float = 300.0) -> StatusReport:
+    from distill.config import get_settings
+
     with session_scope() as session:
-        return status_mod.collect(session, run_id=run_id, window_s=window_s)
+        return status_mod.collect(
+            session, run_id=run_id, window_s=window_s, heartbeat_s=get_settings().heartbeat
+        )
 
 
 def show_status(*, run_id: int | None, window_s: float, as_json: bool, watch: bool) -> None:
@@ -102,6 +106,19 @@ def summary_line(r: StatusReport) -> str:
     return f"{done} done, {failed} failed; accuracy {acc}; {outcomes or 'no generations'}{rates}"
 
 
+def _worker_line(w: WorkerReport) -> str:
+    if w.state == "paused" and w.paused_since is not None:
+        return (
+            f"paused since {w.paused_since:%Y-%m-%d %H:%M:%S} UTC (teacher unavailable: "
+            f"{w.pause_reason}); {w.in_flight} waiting"
+        )
+    if w.state == "silent":
+        return f"silent: no heartbeat for {w.last_seen_s:.0f}s (killed or frozen?)"
+    if w.state == "stopped":
+        return f"stopped {w.last_seen_s:.0f}s ago"
+    return f"running, {w.in_flight} in flight ({w.teacher_model})"
+
+
 def status_table(r: StatusReport) -> Table:
     table = Table(
         title=f"distill status{'' if r.run_id is None else f' — run {r.run_id}'}",
@@ -123,6 +140,14 @@ def status_table(r: StatusReport) -> Table:
         table.add_row("completion tokens/s", f"{r.completion_tokens_per_s:.1f}{note}")
         table.add_row("jobs/min", f"{r.jobs_per_min:.1f}{note}")
     table.add_row("ETA", eta(r) if r.remaining else "-")
+    if r.stale_leases:
+        table.add_row(
+            "stale leases",
+            f"{r.stale_leases} running job(s) whose worker stopped renewing: "
+            "the reconciler requeues them",
+        )
+    for w in r.workers:
+        table.add_row(f"worker {w.name}", _worker_line(w))
     fixed = r.referring_questions.get("fixed", 0)
     anchored = r.referring_questions.get("anchored", 0)
     if fixed or anchored:

@@ -69,6 +69,9 @@ class Success:
     job_id: int
     lease_token: str
     generation: dict[str, Any]  # Generation column values except job_id
+    # The claim's attempt number. A result that arrives after its lease expired and the job was
+    # put back in the queue (and not claimed again) is still that attempt's answer: kept.
+    attempt: int | None = None
 
 
 @dataclass(frozen=True)
@@ -210,11 +213,21 @@ def finish(
     now = utcnow()
     statuses: dict[int, JobStatus | None] = {}
     for result in results:
-        owned = and_(
+        owned: ColumnElement[bool] = and_(
             Job.id == result.job_id,
             Job.lease_token == result.lease_token,
             Job.status == JobStatus.running,
         )
+        if isinstance(result, Success) and result.attempt is not None:
+            # Late but not lost: the reconciler requeued the job when the lease expired (a
+            # database outage stopped the renewals), and nobody has claimed it since.
+            requeued = and_(
+                Job.id == result.job_id,
+                Job.status == JobStatus.queued,
+                Job.lease_token.is_(None),
+                Job.attempts == result.attempt,
+            )
+            owned = or_(owned, requeued)
         if isinstance(result, Success):
             values: dict[str, Any] = {"status": JobStatus.done, "last_error": None}
         elif not result.retryable:
@@ -276,3 +289,24 @@ def stuck_job_ids(session: Session) -> list[int]:
             .order_by(Job.id)
         )
     )
+
+
+def renew(session: Session, tokens: Sequence[str], *, lease_seconds: float) -> int:
+    """Extend the leases of running jobs held under `tokens` (the worker's heartbeat while their
+    requests run). Returns how many jobs were renewed."""
+    if not tokens:
+        return 0
+    expires = utcnow() + timedelta(seconds=lease_seconds)
+    renewed = 0
+    unique = sorted(set(tokens))
+    for start in range(0, len(unique), 500):
+        result = session.execute(
+            update(Job)
+            .where(
+                Job.lease_token.in_(unique[start : start + 500]), Job.status == JobStatus.running
+            )
+            .values(lease_expires_at=expires)
+            .execution_options(synchronize_session=False)
+        )
+        renewed += int(result.rowcount)  # type: ignore[attr-defined]
+    return renewed

@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from celery import Celery
-from sqlalchemy import select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from distill import redact
+from distill.db import session_scope
 from distill.errors import UserError
-from distill.models import Job
+from distill.jobs import broker
+from distill.models import Job, utcnow
 from distill.prompts import PROMPTS
 
 TASK_NAME = "distill.run_job"
@@ -82,25 +84,62 @@ def job_routes(session: Session, job_ids: Sequence[int]) -> dict[Route, list[int
     return dict(routes)
 
 
+PUBLISH_CHUNK = 1000
+
+
+def publish_committed(engine: Engine, job_ids: Sequence[int], *, broker_url: str) -> int:
+    """Send the messages of committed jobs, a chunk at a time, marking each chunk published
+    once it reached the broker: whatever is interrupted, a job without its message keeps
+    `published_at` NULL and the reconciler sends it. Returns how many were sent."""
+    sent = 0
+    ids = sorted(set(job_ids))
+    broker.mark(broker_url)
+    for start in range(0, len(ids), PUBLISH_CHUNK):
+        chunk = ids[start : start + PUBLISH_CHUNK]
+        with session_scope(engine) as session:
+            routes = job_routes(session, chunk)
+        publish(routes, broker_url=broker_url)
+        with session_scope(engine) as session:
+            session.execute(
+                update(Job)
+                .where(Job.id.in_(chunk))
+                .values(published_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+        sent += len(chunk)
+    return sent
+
+
 @dataclass(frozen=True)
 class Published:
     jobs: int
 
 
+class PublishInterrupted(UserError):
+    """Ctrl-C while the messages of committed jobs were being sent."""
+
+
 def commit_and_publish(session: Session, job_ids: Sequence[int], *, broker_url: str) -> Published:
     """Commit the caller's transaction, then publish `job_ids`: the one way jobs reach workers.
 
-    Raises UserError when the broker cannot be reached; the jobs are saved by then, and the
-    message says how to send them."""
-    routes = job_routes(session, job_ids)
+    Raises UserError when the broker cannot be reached, and PublishInterrupted on Ctrl-C: the
+    jobs are saved by then, and the message says what happens to those not sent yet."""
     session.commit()
-    if not routes:
+    if not job_ids:
         return Published(jobs=0)
+    engine = session.get_bind()
+    assert isinstance(engine, Engine)
     try:
-        publish(routes, broker_url=broker_url)
+        sent = publish_committed(engine, job_ids, broker_url=broker_url)
+    except KeyboardInterrupt:
+        raise PublishInterrupted(
+            f"interrupted: {len(job_ids)} job(s) saved, not all of them sent yet; a worker's "
+            "reconciler sends the rest within a minute (or run `distill reconcile`)"
+        ) from None
     except Exception as exc:
         raise UserError(
             f"{len(job_ids)} job(s) saved but the broker at {redact.url(broker_url)} is "
-            f"unreachable ({type(exc).__name__}); start Redis and run `distill retry --stuck`"
+            f"unreachable ({type(exc).__name__}); a worker's reconciler sends them once it "
+            "answers (or run `distill reconcile`)"
         ) from exc
-    return Published(jobs=len(job_ids))
+    return Published(jobs=sent)

@@ -7,6 +7,12 @@ loop, in a thread of its own, claims the submitted jobs in one transaction per b
 teacher calls concurrently over one HTTP connection pool, and writes results in one transaction
 per batch. Idle threads waiting on futures cost little memory; one OS process per request would
 cost gigabytes, and one transaction per step per job would compete with vLLM for the host's CPU.
+
+Beside that work the loop keeps the run alive: a heartbeat renews the leases of the jobs in flight
+and tells `distill status` the worker is there; the reconciler (distill.jobs.reconcile) puts back
+what dead workers and lost messages left; a teacher outage closes a gate (distill.jobs.outage)
+instead of failing jobs; results are stored with patience (distill.jobs.results); and on shutdown
+the requests in flight get a grace period, then the rest are handed back.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 import random
+import socket
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -22,20 +30,24 @@ from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 from sqlalchemy import Engine
-from tenacity import retry, stop_after_attempt, wait_exponential
 
 from distill.config import Settings
 from distill.db import get_engine, session_scope
-from distill.jobs.generation import generation_values
-from distill.jobs.lease import ClaimedJob, ClaimResult, Failure, Success, claim, finish
+from distill.jobs import workers
+from distill.jobs.generation import generation_values, without_nul
+from distill.jobs.lease import ClaimedJob, ClaimResult, Failure, Success, claim, finish, renew
+from distill.jobs.outage import OutageGate
+from distill.jobs.reconcile import reconcile
+from distill.jobs.results import GaveUp, is_transient, store
 from distill.models import JobStatus
 from distill.teacher.client import OpenAITeacher, Teacher, TeacherError
 from distill.teacher.grading import is_result
 
 log = logging.getLogger(__name__)
 
-Action = Literal["done", "failed", "requeue", "retry_later", "dropped", "reroute"]
+Action = Literal["done", "failed", "requeue", "retry_later", "dropped", "reroute", "handback"]
 T = TypeVar("T")
+Futures = list[concurrent.futures.Future["JobOutcome"]]
 
 
 @dataclass(frozen=True)
@@ -50,19 +62,15 @@ class JobOutcome:
     route: tuple[str, str] | None = None
 
 
-_SUMMARY_ACTIONS = ("done", "failed", "requeue", "rerouted")
+_SUMMARY_ACTIONS = ("done", "failed", "requeue", "rerouted", "handback")
+STOPPING = "the worker is stopping: handed back"
 
 
 def _requeue_delay(attempts: int) -> float:
-    # Exponential backoff between claims of one job, with jitter so a burst of failures
-    # (e.g. the teacher restarting) does not come back as one burst.
+    # Exponential backoff between claims of one job, with jitter so a burst of failures does
+    # not come back as one burst.
     backoff: float = min(300.0, 5.0 * 2.0 ** max(attempts - 1, 0))
     return backoff * random.uniform(0.5, 1.0)
-
-
-# The database may blip (failover, lock timeout); a batch write is retried before giving up,
-# because giving up means the teacher's work is redone.
-_db_retry = retry(stop=stop_after_attempt(5), wait=wait_exponential(0.2, max=5), reraise=True)
 
 
 class Runner:
@@ -75,26 +83,28 @@ class Runner:
         batch_size: int = 64,
         batch_wait: float = 0.02,
         summary_every: float = 30.0,
+        name: str | None = None,
     ) -> None:
         self._settings = settings
-        self._summary_every = summary_every
-        self._tally: Counter[str] = Counter()
-        self._in_flight = 0
         self._engine = engine or get_engine(settings.database_url)
         self._teacher_factory = teacher_factory or (lambda: OpenAITeacher.from_settings(settings))
         self._batch_size = batch_size
         self._batch_wait = batch_wait
+        self._summary_every = summary_every
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self._tally: Counter[str] = Counter()
+        self._active: dict[int, tuple[ClaimedJob, asyncio.Task[None]]] = {}
+        self._writing = 0
+        self._draining = False
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run_loop, name="distill-runner", daemon=True)
         self._inbox: asyncio.Queue[tuple[int, concurrent.futures.Future[JobOutcome]]]
-        self._outbox: asyncio.Queue[
-            tuple[Success | Failure, list[concurrent.futures.Future[JobOutcome]], int]
-        ]
+        self._outbox: asyncio.Queue[tuple[Success | Failure, Futures, int]]
         self._thread.start()
         self._ready.wait()
 
-    # -- called from Celery's threads -------------------------------------------------------
+    # -- called from Celery's threads and signal handlers ------------------------------------
     def submit(self, job_id: int) -> concurrent.futures.Future[JobOutcome]:
         future: concurrent.futures.Future[JobOutcome] = concurrent.futures.Future()
         self._loop.call_soon_threadsafe(self._inbox.put_nowait, (job_id, future))
@@ -103,10 +113,19 @@ class Runner:
     def run(self, job_id: int) -> JobOutcome:
         return self.submit(job_id).result()
 
+    def drain(self, grace: float) -> None:
+        """Stop taking jobs; requests in flight get `grace` seconds, then the rest are handed
+        back (job queued, uncharged; the message is kept)."""
+        self._loop.call_soon_threadsafe(self._start_draining, grace)
+
+    def hand_back_now(self) -> None:
+        """A second Ctrl-C: hand back everything in flight at once."""
+        self._loop.call_soon_threadsafe(self._start_draining, 0.0)
+
     def close(self) -> None:
         if not self._thread.is_alive():
             return
-        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=30)
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=60)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=30)
 
@@ -116,37 +135,46 @@ class Runner:
         self._inbox = asyncio.Queue()
         self._outbox = asyncio.Queue()
         self._teacher = self._teacher_factory()
+        self._gate = OutageGate(self._teacher.healthy)
         self._slots = asyncio.Semaphore(self._settings.concurrency)
         self._tasks = {
             self._loop.create_task(self._claimer()),
             self._loop.create_task(self._writer()),
             self._loop.create_task(self._summaries()),
+            self._loop.create_task(self._heartbeat()),
+            self._loop.create_task(self._reconciler()),
         }
         self._ready.set()
         self._loop.run_forever()
 
     async def _shutdown(self) -> None:
+        self._start_draining(0.0)
+        # What was handed back is written first, within a bound: a worker never hangs on exit
+        # (if the database is down, the leases expire and the reconciler puts the jobs back).
+        deadline = self._loop.time() + 30.0
+        while (self._active or self._writing or not self._outbox.empty()) and (
+            self._loop.time() < deadline
+        ):
+            await asyncio.sleep(0.05)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._gate.aclose()
         await self._teacher.aclose()
+        try:
+            await asyncio.to_thread(self._stopped)
+        except Exception:
+            log.warning("could not record that worker %s stopped", self.name, exc_info=True)
 
-    async def _summaries(self) -> None:
-        """One INFO line per interval instead of lines per job: what finished, what is in
-        flight, the completion tokens per second."""
-        while True:
-            await asyncio.sleep(self._summary_every)
-            tally, self._tally = self._tally, Counter()
-            if not tally and not self._in_flight:
-                continue
-            counts = ", ".join(f"{tally[a]} {a}" for a in _SUMMARY_ACTIONS if tally[a])
-            log.info(
-                "last %.0fs: %s; %d in flight; %.0f completion tokens/s",
-                self._summary_every,
-                counts or "nothing finished",
-                self._in_flight,
-                tally["tokens"] / self._summary_every,
-            )
+    def _start_draining(self, grace: float) -> None:
+        if not self._draining:
+            log.info("stopping: %d request(s) in flight get %.0fs", len(self._active), grace)
+        self._draining = True
+        self._loop.call_later(grace, self._cancel_active)
+
+    def _cancel_active(self) -> None:
+        for _, task in list(self._active.values()):
+            task.cancel()
 
     async def _batch(self, queue: asyncio.Queue[T]) -> list[T]:
         """Wait for one item, then gather what else arrives within batch_wait."""
@@ -165,22 +193,30 @@ class Runner:
     async def _claimer(self) -> None:
         while True:
             batch = await self._batch(self._inbox)
-            waiting: dict[int, list[concurrent.futures.Future[JobOutcome]]] = defaultdict(list)
+            waiting: dict[int, Futures] = defaultdict(list)
             for job_id, future in batch:
                 waiting[job_id].append(future)
+            if not self._draining:
+                # While the teacher is down, claim nothing: the messages wait unacked.
+                await self._gate.wait_open()
+            if self._draining:
+                for job_id, futures in waiting.items():
+                    _resolve(futures, JobOutcome(job_id, "handback", detail=STOPPING))
+                continue
             try:
                 result = await asyncio.to_thread(self._claim, list(waiting))
             except Exception as exc:  # database unreachable: hand the messages back for later
-                log.exception("claiming %d job(s) failed", len(waiting))
+                log.warning("claiming %d job(s) failed: %s", len(waiting), type(exc).__name__)
                 for job_id, futures in waiting.items():
                     _resolve(futures, JobOutcome(job_id, "retry_later", 30.0, repr(exc)))
                 continue
             for job in result.claimed:
-                self._loop.create_task(self._process(job, waiting[job.job_id]))
-            for job_id, seconds in result.busy.items():
-                # Someone else holds a live lease (a duplicate message, or a dead worker whose
-                # lease has not run out): look again once it would have expired.
-                _resolve(waiting[job_id], JobOutcome(job_id, "retry_later", seconds + 1.0))
+                task = self._loop.create_task(self._process(job, waiting[job.job_id]))
+                self._active[job.job_id] = (job, task)
+            for job_id in result.busy:
+                # A live lease: the job is being answered (this is a duplicate message). Should
+                # its worker die, the reconciler puts the job back; this copy is not needed.
+                _resolve(waiting[job_id], JobOutcome(job_id, "dropped", detail="in progress"))
             for job_id in result.final:
                 _resolve(waiting[job_id], JobOutcome(job_id, "dropped", detail="already final"))
             for job_id in result.exhausted:
@@ -192,7 +228,6 @@ class Runner:
                 detail = f"job is for {route[0]} / prompt {route[1]}"
                 _resolve(waiting[job_id], JobOutcome(job_id, "reroute", detail=detail, route=route))
 
-    @_db_retry
     def _claim(self, job_ids: Sequence[int]) -> ClaimResult:
         with session_scope(self._engine) as session:
             return claim(
@@ -203,87 +238,181 @@ class Runner:
                 teacher_model=self._settings.teacher_model,
             )
 
-    async def _process(
-        self, job: ClaimedJob, futures: list[concurrent.futures.Future[JobOutcome]]
-    ) -> None:
-        async with self._slots:
-            self._in_flight += 1
-            try:
+    async def _process(self, job: ClaimedJob, futures: Futures) -> None:
+        try:
+            async with self._slots:
                 outcome = await self._ask(job)
-            finally:
-                self._in_flight -= 1
+        except asyncio.CancelledError:
+            outcome = Failure(job.job_id, job.lease_token, STOPPING, True, charge=False)
+        finally:
+            self._active.pop(job.job_id, None)
         await self._outbox.put((outcome, futures, job.attempts))
 
     async def _ask(self, job: ClaimedJob) -> Success | Failure:
-        try:
-            result = await self._teacher.complete(job.request)
-        except TeacherError as exc:
-            if exc.status == 404:
-                # The endpoint does not serve the job's model (a misconfigured worker): the job
-                # is not at fault, so it goes back uncharged instead of failing.
-                log.error(
-                    "job %d: the teacher does not serve %s (%s); handed back uncharged",
+        while True:
+            await self._gate.wait_open()
+            try:
+                result = await self._teacher.complete(job.request)
+            except TeacherError as exc:
+                if exc.status == 404:
+                    # The endpoint does not serve the job's model (a misconfigured worker): the
+                    # job is not at fault, so it goes back uncharged instead of failing.
+                    log.error(
+                        "job %d: the teacher does not serve %s (%s); handed back uncharged",
+                        job.job_id,
+                        job.request.model,
+                        exc,
+                    )
+                    return self._failure(job, str(exc), True, charge=False)
+                if await self._gate.is_outage(exc):
+                    continue  # the teacher is down for everyone: wait, then send it again
+                log.warning("job %d: teacher error: %s", job.job_id, exc)
+                return self._failure(job, str(exc), exc.retryable)
+            except (
+                Exception
+            ) as exc:  # a bug or an unexpected library error: retry, keep the message
+                log.exception("job %d: unexpected error", job.job_id)
+                return self._failure(job, f"{type(exc).__name__}: {exc}", True)
+            self._gate.success()
+            if not is_result(result.finish_reason):
+                # E.g. vLLM aborting in-flight requests as it shuts down: not an answer to grade.
+                log.warning(
+                    "job %d: generation ended with finish_reason %r; retrying",
                     job.job_id,
-                    job.request.model,
-                    exc,
+                    result.finish_reason,
                 )
-                return Failure(job.job_id, job.lease_token, str(exc), True, charge=False)
-            log.warning("job %d: teacher error: %s", job.job_id, exc)
-            return Failure(job.job_id, job.lease_token, str(exc), exc.retryable)
-        except Exception as exc:  # a bug or an unexpected library error: retry, keep the message
-            log.exception("job %d: unexpected error", job.job_id)
-            return Failure(job.job_id, job.lease_token, f"{type(exc).__name__}: {exc}", True)
-        if not is_result(result.finish_reason):
-            # E.g. vLLM aborting in-flight requests as it shuts down: not an answer to grade.
-            log.warning(
-                "job %d: generation ended with finish_reason %r; retrying",
-                job.job_id,
-                result.finish_reason,
-            )
-            return Failure(
-                job.job_id,
-                job.lease_token,
-                f"the server ended the generation without a result (finish_reason "
-                f"{result.finish_reason!r} after {result.completion_tokens} tokens)",
-                True,
-            )
-        return Success(job.job_id, job.lease_token, generation_values(job, result))
+                return self._failure(
+                    job,
+                    f"the server ended the generation without a result (finish_reason "
+                    f"{result.finish_reason!r} after {result.completion_tokens} tokens)",
+                    True,
+                )
+            values = generation_values(job, result)
+            return Success(job.job_id, job.lease_token, values, attempt=job.attempts)
+
+    @staticmethod
+    def _failure(job: ClaimedJob, error: str, retryable: bool, *, charge: bool = True) -> Failure:
+        return Failure(job.job_id, job.lease_token, without_nul(error), retryable, charge)
 
     async def _writer(self) -> None:
         while True:
             batch = await self._batch(self._outbox)
             results = [item[0] for item in batch]
+            self._writing = len(results)
             try:
-                statuses = await asyncio.to_thread(self._finish, results)
-            except Exception as exc:
-                # The lease stays; the message comes back and the job is redone after expiry.
-                log.exception("writing %d result(s) failed", len(results))
+                statuses = await asyncio.to_thread(
+                    store,
+                    self._engine,
+                    results,
+                    max_attempts=self._settings.max_attempts,
+                    patience=self._settings.write_patience,
+                )
+            except GaveUp as exc:
+                # The answers are lost; the jobs are asked again as soon as the database takes
+                # the hand-back (or their leases expire and the reconciler puts them back).
+                log.error("storing %d result(s) failed for good: %s", len(results), exc)
+                await asyncio.to_thread(self._release, results)
                 for result, futures, _ in batch:
-                    _resolve(futures, JobOutcome(result.job_id, "retry_later", 30.0, repr(exc)))
+                    _resolve(futures, JobOutcome(result.job_id, "requeue", 5.0, str(exc)))
+                self._writing = 0
                 continue
+            self._writing = 0
             for result, futures, attempts in batch:
-                status = statuses.get(result.job_id)
-                detail = result.error if isinstance(result, Failure) else ""
-                if status is None:
-                    outcome = JobOutcome(result.job_id, "dropped", detail="lease lost")
-                elif status == JobStatus.queued:
-                    outcome = JobOutcome(result.job_id, "requeue", _requeue_delay(attempts), detail)
-                elif status == JobStatus.done:
-                    outcome = JobOutcome(result.job_id, "done")
-                else:
-                    outcome = JobOutcome(result.job_id, "failed", detail=detail)
+                outcome = self._outcome(result, statuses.get(result.job_id), attempts)
                 self._tally[outcome.action] += 1
-                if isinstance(result, Success) and status == JobStatus.done:
+                if isinstance(result, Success) and outcome.action == "done":
                     self._tally["tokens"] += result.generation.get("completion_tokens") or 0
                 _resolve(futures, outcome)
 
-    @_db_retry
-    def _finish(self, results: Sequence[Success | Failure]) -> dict[int, JobStatus | None]:
+    @staticmethod
+    def _outcome(result: Success | Failure, status: JobStatus | None, attempts: int) -> JobOutcome:
+        detail = result.error if isinstance(result, Failure) else ""
+        if status is None:
+            return JobOutcome(result.job_id, "dropped", detail="lease lost")
+        if status == JobStatus.done:
+            return JobOutcome(result.job_id, "done")
+        if status == JobStatus.failed:
+            return JobOutcome(result.job_id, "failed", detail=detail)
+        if isinstance(result, Failure) and result.error == STOPPING:
+            return JobOutcome(result.job_id, "handback", detail=detail)
+        delay = 5.0 if isinstance(result, Failure) and not result.charge else 0.0
+        return JobOutcome(result.job_id, "requeue", delay or _requeue_delay(attempts), detail)
+
+    def _release(self, results: Sequence[Success | Failure]) -> None:
+        released = [
+            Failure(r.job_id, r.lease_token, "the result could not be stored", True, charge=False)
+            for r in results
+        ]
+        try:
+            with session_scope(self._engine) as session:
+                finish(session, released, max_attempts=self._settings.max_attempts)
+        except Exception as exc:
+            log.warning("could not hand the jobs back either (%s)", type(exc).__name__)
+
+    # -- upkeep -----------------------------------------------------------------------------
+    async def _heartbeat(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self._beat)
+            except Exception as exc:
+                level = logging.WARNING if is_transient(exc) else logging.ERROR
+                log.log(level, "heartbeat failed: %s", type(exc).__name__, exc_info=True)
+            await asyncio.sleep(self._settings.heartbeat)
+
+    def _beat(self) -> None:
+        tokens = [job.lease_token for job, _ in list(self._active.values())]
         with session_scope(self._engine) as session:
-            return finish(session, results, max_attempts=self._settings.max_attempts)
+            renew(session, tokens, lease_seconds=self._settings.lease)
+            workers.beat(
+                session,
+                name=self.name,
+                teacher_model=self._settings.teacher_model,
+                concurrency=self._settings.concurrency,
+                in_flight=len(tokens),
+                paused_since=self._gate.paused_since,
+                pause_reason=self._gate.reason,
+            )
+
+    def _stopped(self) -> None:
+        with session_scope(self._engine) as session:
+            workers.stopped(session, name=self.name)
+
+    async def _reconciler(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.reconcile_seconds * random.uniform(0.5, 1.0))
+            try:
+                await asyncio.to_thread(
+                    reconcile,
+                    self._engine,
+                    broker_url=self._settings.broker_url,
+                    max_attempts=self._settings.max_attempts,
+                )
+            except Exception as exc:
+                log.warning("reconciling failed: %s", type(exc).__name__, exc_info=True)
+
+    async def _summaries(self) -> None:
+        """One INFO line per interval instead of lines per job: what finished, what is in
+        flight, the completion tokens per second."""
+        while True:
+            await asyncio.sleep(self._summary_every)
+            tally, self._tally = self._tally, Counter()
+            if not tally and not self._active:
+                continue
+            counts = ", ".join(f"{tally[a]} {a}" for a in _SUMMARY_ACTIONS if tally[a])
+            paused = (
+                f"; paused since {self._gate.paused_since:%H:%M:%S}" if self._gate.paused else ""
+            )
+            log.info(
+                "last %.0fs: %s; %d in flight; %.0f completion tokens/s%s",
+                self._summary_every,
+                counts or "nothing finished",
+                len(self._active),
+                tally["tokens"] / self._summary_every,
+                paused,
+            )
 
 
-def _resolve(futures: list[concurrent.futures.Future[JobOutcome]], outcome: JobOutcome) -> None:
+def _resolve(futures: Futures, outcome: JobOutcome) -> None:
     for future in futures:
         if not future.done():
             future.set_result(outcome)

@@ -15,12 +15,19 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from distill.choices import OptionOrder
+from distill.jobs import workers
 from distill.models import Generation, Job, JobStatus, Outcome, Question, utcnow
-from schemas.status import RateBasis, StatusReport
+from schemas.status import RateBasis, StatusReport, WorkerReport, WorkerStateName
+
+WORKERS_WINDOW = timedelta(minutes=10)
 
 
 def collect(
-    session: Session, *, run_id: int | None = None, window_s: float = 300.0
+    session: Session,
+    *,
+    run_id: int | None = None,
+    window_s: float = 300.0,
+    heartbeat_s: float = 20.0,
 ) -> StatusReport:
     now = utcnow()
     job_filter = [Job.run_id == run_id] if run_id is not None else []
@@ -70,7 +77,44 @@ def collect(
         eta_s=_eta(remaining, jobs_per_min),
         referring_questions=_referring(session, run_id),
         queued_by_route=_queued_by_route(session, job_filter),
+        stale_leases=_stale_leases(session, job_filter),
+        workers=_workers(session, heartbeat_s=heartbeat_s),
     )
+
+
+def _stale_leases(session: Session, where: list[ColumnElement[bool]]) -> int:
+    count = session.scalar(
+        select(func.count(Job.id)).where(
+            Job.status == JobStatus.running, Job.lease_expires_at < utcnow(), *where
+        )
+    )
+    return int(count or 0)
+
+
+def _workers(session: Session, *, heartbeat_s: float) -> list[WorkerReport]:
+    now = utcnow()
+    reports = []
+    for w in workers.recent(session, within=WORKERS_WINDOW):
+        age = (now - w.heartbeat_at).total_seconds()
+        state: WorkerStateName
+        if w.stopped_at is not None:
+            state = "stopped"
+        elif age > 3 * heartbeat_s:
+            state = "silent"
+        else:
+            state = "paused" if w.paused_since is not None else "running"
+        reports.append(
+            WorkerReport(
+                name=w.name,
+                teacher_model=w.teacher_model,
+                state=state,
+                in_flight=w.in_flight if state in ("running", "paused") else 0,
+                last_seen_s=round(age, 1),
+                paused_since=w.paused_since if state == "paused" else None,
+                pause_reason=w.pause_reason if state == "paused" else None,
+            )
+        )
+    return reports
 
 
 def _queued_by_route(session: Session, where: list[ColumnElement[bool]]) -> dict[str, int]:

@@ -46,8 +46,9 @@ class Budget:
         largest = self.context - floor
         prompt = f"the shortest prompt takes {floor}" if self.floor else "a prompt takes some"
         return (
-            f"--max-tokens {self.max_tokens} cannot fit: {self.model} at {self.url} serves "
-            f"{self.context} tokens of context (prompt + completion) and {prompt}; use "
+            f"--max-tokens {self.max_tokens} cannot fit: {self.model} at "
+            f"{redact.url(self.url)} serves {self.context} tokens of context "
+            f"(prompt + completion) and {prompt}; use "
             f"--max-tokens {largest} or less, or serve a longer context "
             "(DISTILL_SERVE_MAX_MODEL_LEN)"
         )

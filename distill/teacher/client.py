@@ -24,6 +24,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from distill import redact
 from distill.config import Settings
 from schemas.teacher import TeacherRequest, TeacherResult
 
@@ -37,6 +38,8 @@ class Teacher(Protocol):
     """What the worker needs of a teacher: OpenAITeacher, or a fake in tests."""
 
     async def complete(self, request: TeacherRequest) -> TeacherResult: ...
+
+    async def healthy(self) -> bool: ...
 
     async def aclose(self) -> None: ...
 
@@ -56,6 +59,12 @@ class TeacherError(Exception):
         self.retryable = retryable
         self.status = status
         self.retry_after = retry_after
+
+    @property
+    def unavailable(self) -> bool:
+        """The teacher is unreachable or overloaded (no connection, a timeout, 429, 5xx), as
+        opposed to refusing this request."""
+        return self.retryable and (self.status is None or self.status == 429 or self.status >= 500)
 
 
 # The wire format, only as far as we read it; anything else the server adds is ignored.
@@ -225,9 +234,11 @@ class OpenAITeacher:
         try:
             completion = _Completion.model_validate_json(response.content)
         except ValidationError as exc:
+            # The body is the model's output: it is stored nowhere and logged nowhere, so the
+            # message says what is wrong with it, not what it says.
             raise TeacherError(
-                f"malformed response from {url} (HTTP {response.status_code}): "
-                f"{excerpt(response.text)!r} ({exc.error_count()} validation errors)",
+                f"malformed response from {redact.url(url)} (HTTP {response.status_code}, "
+                f"{len(response.content)} bytes): {exc.error_count()} validation errors",
                 retryable=True,
             ) from None
         choice = completion.choices[0]
@@ -244,6 +255,19 @@ class OpenAITeacher:
             model=completion.model or str(body["model"]),
         )
 
+    async def healthy(self, *, timeout: float = 10.0) -> bool:
+        """Whether the teacher answers a one-token request of its model, once, within
+        `timeout`: the outage probe (vLLM's /health can be up while its engine fails)."""
+        body = self.request([{"role": "user", "content": "Say OK."}], max_tokens=1).body()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._complete_once(body)
+        except TeacherError as exc:
+            return not exc.unavailable
+        except TimeoutError:
+            return False
+        return True
+
     async def list_models(self) -> list[str]:
         """Names the server serves (GET /models); one try, for start-up checks."""
         return list(await self.served_models())
@@ -257,7 +281,8 @@ class OpenAITeacher:
             listing = _ModelList.model_validate_json(response.content)
         except ValidationError:
             raise TeacherError(
-                f"{url} did not return a model list: {excerpt(response.text)!r}", retryable=True
+                f"{redact.url(url)} did not return a model list: {excerpt(response.text)!r}",
+                retryable=True,
             ) from None
         return {entry.id: entry.max_model_len for entry in listing.data}
 
@@ -292,27 +317,28 @@ class OpenAITeacher:
                     self._in_flight[pool] -= 1
         except (httpx.TimeoutException, TimeoutError):
             raise TeacherError(
-                f"no response from {url} within {self.timeout:g}s", retryable=True
+                f"no response from {redact.url(url)} within {self.timeout:g}s", retryable=True
             ) from None
         except httpx.UnsupportedProtocol:
             raise TeacherError(
-                f"teacher URL {url!r} must start with http:// or https:// (DISTILL_TEACHER_URL)",
+                f"teacher URL {redact.url(url)!r} must start with http:// or https:// "
+                "(DISTILL_TEACHER_URL)",
                 retryable=False,
             ) from None
         except httpx.TransportError as exc:
             raise TeacherError(
-                f"cannot reach the teacher at {url} ({type(exc).__name__}: {exc}); "
+                f"cannot reach the teacher at {redact.url(url)} ({type(exc).__name__}: {exc}); "
                 "is the server running and DISTILL_TEACHER_URL right?",
                 retryable=True,
             ) from None
         except httpx.RequestError as exc:  # e.g. a body that fails to decode
             raise TeacherError(
-                f"request to {url} failed ({type(exc).__name__}: {exc})", retryable=True
+                f"request to {redact.url(url)} failed ({type(exc).__name__})", retryable=True
             ) from None
         status = response.status_code
         if status < 400:
             return response
-        message = f"HTTP {status} from {url}: {_server_message(response)}"
+        message = f"HTTP {status} from {redact.url(url)}: {_server_message(response)}"
         if status == 429 or status >= 500:
             raise TeacherError(
                 message, retryable=True, status=status, retry_after=_retry_after(response)

@@ -3,6 +3,7 @@ chain of thought? One tiny question answers both."""
 
 from __future__ import annotations
 
+from distill import redact
 from distill.prompts import build_messages
 from distill.teacher.client import OpenAITeacher, TeacherError, excerpt
 from distill.teacher.parsing import parse_completion
@@ -17,7 +18,7 @@ async def probe(teacher: OpenAITeacher, *, max_tokens: int = PROBE_MAX_TOKENS) -
     served = await teacher.list_models()
     if teacher.model not in served:
         raise TeacherError(
-            f"model {teacher.model!r} is not served at {teacher.base_url}; it serves: "
+            f"model {teacher.model!r} is not served at {redact.url(teacher.base_url)}; it serves: "
             f"{', '.join(served) or 'nothing'} (set DISTILL_TEACHER_MODEL to one of these)",
             retryable=False,
             status=404,
@@ -27,7 +28,7 @@ async def probe(teacher: OpenAITeacher, *, max_tokens: int = PROBE_MAX_TOKENS) -
     result = await teacher.complete(request)
     shape = parse_completion(result, n_options=len(choices)).shape
     return ProbeReport(
-        url=teacher.base_url,
+        url=redact.url(teacher.base_url),
         model=teacher.model,
         served_models=served,
         response_model=result.model,

@@ -44,6 +44,7 @@ class FakeTeacher:
         self.in_flight = 0
         self.peak_in_flight = 0
         self.closed = False
+        self.up = True
 
     async def complete(self, request: TeacherRequest) -> TeacherResult:
         messages, max_tokens = request.messages, request.max_tokens
@@ -61,6 +62,10 @@ class FakeTeacher:
         if isinstance(reply, TeacherError):
             raise reply
         return reply
+
+    async def healthy(self) -> bool:
+        """The outage probe: this fake answers unless a test says it is down."""
+        return self.up
 
     async def aclose(self) -> None:
         self.closed = True

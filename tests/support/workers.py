@@ -2,39 +2,50 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import redis
 from sqlalchemy import Engine, func, select
 
 from distill.db import session_scope
 from distill.jobs.publish import queue_name
 from distill.models import Job, JobStatus
 from distill.prompts import PROMPT_VERSION
+from tests.support.redis_server import RedisServer
 
-REDIS = os.environ.get("DISTILL_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 # Where jobs of the tests' teacher ("test-teacher") are routed (distill.jobs.publish).
 TEACHER_QUEUE = queue_name(("test-teacher", PROMPT_VERSION))
 
 
+_SERVER: RedisServer | None = None
+
+
+def private_redis() -> RedisServer:
+    """The test session's own Redis server (started on first use, stopped at exit)."""
+    global _SERVER
+    if _SERVER is None:
+        _SERVER = RedisServer(Path(tempfile.mkdtemp(prefix="distill-test-redis-"))).start()
+        atexit.register(_SERVER.stop)
+    return _SERVER
+
+
 @contextmanager
 def redis_db() -> Iterator[str]:
-    """A Redis database of its own (1–15, by pid) emptied before and after."""
-    url = f"{REDIS}/{os.getpid() % 15 + 1}"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
+    """The private Redis server's URL, emptied before and after: nothing else uses it."""
+    server = private_redis()
+    server.flush()
     try:
-        yield url
+        yield server.url
     finally:
-        client.flushdb()
-        client.close()
+        server.flush()
 
 
 class Worker:

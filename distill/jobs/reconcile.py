@@ -1,0 +1,125 @@
+"""The reconciler: jobs the broker or a dead worker forgot are put back on their way, without
+waiting for Redis's visibility timeout.
+
+Every worker runs it every DISTILL_RECONCILE_SECONDS, and `distill reconcile` runs it once.
+Each pass:
+
+1. returns running jobs whose lease expired (their worker died or froze: a live worker renews
+   its leases every heartbeat) to `queued`, keeping the attempt the claim counted, or fails them
+   once they used every attempt (a job that kills its worker every time), and re-sends them;
+2. sends queued jobs that were never published (an `enqueue` interrupted between its commit and
+   its last message, a broker down at the time);
+3. when the broker lost its data (distill.jobs.broker), re-sends every queued job.
+
+Several reconcilers may run at once: each transition is a conditional UPDATE of rows locked with
+SKIP LOCKED on PostgreSQL (SQLite serialises writers), so a job is requeued once, and a message
+sent twice costs nothing (the claim decides)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session
+
+from distill.db import session_scope
+from distill.jobs import broker
+from distill.jobs.publish import publish_committed
+from distill.models import Job, JobStatus, utcnow
+
+log = logging.getLogger(__name__)
+
+BATCH = 5000
+# A job committed less than this long ago may still be on its way: its enqueue is publishing.
+PUBLISH_GRACE = timedelta(seconds=30)
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciled:
+    requeued: int  # expired leases back in the queue
+    failed: int  # expired once too often
+    published: int  # messages sent
+    broker_lost: bool
+
+    def __bool__(self) -> bool:
+        return bool(self.requeued or self.failed or self.published or self.broker_lost)
+
+
+def _locked_ids(session: Session, *conditions: object) -> list[int]:
+    query = (
+        select(Job.id)
+        .where(*conditions)  # type: ignore[arg-type]
+        .order_by(Job.id)
+        .limit(BATCH)
+        .with_for_update(skip_locked=True)
+    )
+    return list(session.scalars(query))
+
+
+def expire_leases(session: Session, *, max_attempts: int) -> tuple[list[int], int]:
+    """Expired leases back to queued (or failed after max_attempts). Returns (requeued ids,
+    number failed)."""
+    now = utcnow()
+    expired = [Job.status == JobStatus.running, Job.lease_expires_at < now]
+    ids = _locked_ids(session, *expired)
+    if not ids:
+        return [], 0
+    failed = session.execute(
+        update(Job)
+        .where(Job.id.in_(ids), *expired, Job.attempts >= max_attempts)
+        .values(
+            status=JobStatus.failed,
+            lease_token=None,
+            lease_expires_at=None,
+            finished_at=now,
+            updated_at=now,
+            last_error=f"lease expired after {max_attempts} attempts (worker lost or stalled)",
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    requeued = list(
+        session.scalars(
+            update(Job)
+            .where(Job.id.in_(ids), *expired)
+            .values(
+                status=JobStatus.queued,
+                lease_token=None,
+                lease_expires_at=None,
+                updated_at=now,
+                last_error="lease expired (worker lost or stalled): back in the queue",
+            )
+            .returning(Job.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    return requeued, int(failed)
+
+
+def unpublished(session: Session, *, everything: bool) -> list[int]:
+    """Queued jobs to send: those never published (past the grace), or every queued job."""
+    conditions = [Job.status == JobStatus.queued]
+    if not everything:
+        conditions += [Job.published_at.is_(None), Job.created_at < utcnow() - PUBLISH_GRACE]
+    return _locked_ids(session, *conditions)
+
+
+def reconcile(engine: Engine, *, broker_url: str, max_attempts: int) -> Reconciled:
+    """One pass (see the module docstring)."""
+    with session_scope(engine) as session:
+        requeued, failed = expire_leases(session, max_attempts=max_attempts)
+    lost = broker.lost_messages(broker_url)
+    with session_scope(engine) as session:
+        pending = sorted(set(requeued) | set(unpublished(session, everything=lost)))
+    published = publish_committed(engine, pending, broker_url=broker_url) if pending else 0
+    result = Reconciled(len(requeued), failed, published, lost)
+    if result:
+        log.info(
+            "reconciled: %d expired lease(s) requeued, %d failed, %d message(s) sent%s",
+            result.requeued,
+            result.failed,
+            result.published,
+            "; the broker had lost its messages" if lost else "",
+        )
+    return result

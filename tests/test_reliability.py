@@ -1,0 +1,324 @@
+"""The parts that keep a run alive, each on its own against the real database: lease renewal,
+late results, the reconciler, publishing that survives an interrupt, patient result writes,
+unstorable rows, and the outage gate."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import redis
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy import exc as sa_exc
+
+from distill.config import Settings
+from distill.db import session_scope
+from distill.jobs import broker as marks
+from distill.jobs import publish, reconcile, results
+from distill.jobs.lease import Success, claim, finish, renew
+from distill.jobs.outage import CONSECUTIVE, OutageGate
+from distill.models import Generation, Job, JobStatus, utcnow
+from distill.teacher.client import TeacherError
+from tests.support.factories import add_questions, enqueue, generation
+from tests.support.workers import TEACHER_QUEUE
+
+
+def _claim(engine: Engine, ids: list[int], *, lease: float = 60.0) -> Any:
+    with session_scope(engine) as s:
+        return claim(s, ids, lease_seconds=lease, max_attempts=3)
+
+
+def _expire(engine: Engine, *ids: int) -> None:
+    with session_scope(engine) as s:
+        s.execute(
+            update(Job)
+            .where(Job.id.in_(ids))
+            .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+
+
+def _job(engine: Engine, job_id: int) -> Job:
+    with session_scope(engine) as s:
+        job = s.get(Job, job_id)
+        assert job is not None
+        return job
+
+
+# --- leases -------------------------------------------------------------------------------------
+
+
+def test_the_heartbeat_renews_the_leases_it_holds(engine: Engine) -> None:
+    add_questions(engine, 3)
+    ids = enqueue(engine, 3).job_ids
+    held = _claim(engine, ids[:2], lease=5.0).claimed
+    before = _job(engine, ids[0]).lease_expires_at
+    with session_scope(engine) as s:
+        assert renew(s, [c.lease_token for c in held], lease_seconds=600) == 2
+    after = _job(engine, ids[0]).lease_expires_at
+    assert before is not None and after is not None and after - before > timedelta(seconds=500)
+    assert _job(engine, ids[2]).lease_expires_at is None  # not held: untouched
+
+
+def test_a_late_result_is_kept_unless_the_job_was_claimed_again(engine: Engine) -> None:
+    add_questions(engine, 2)
+    kept, lost = enqueue(engine, 2).job_ids
+    first = {c.job_id: c for c in _claim(engine, [kept, lost]).claimed}
+    _expire(engine, kept, lost)
+    with session_scope(engine) as s:
+        requeued, failed = reconcile.expire_leases(s, max_attempts=3)
+    assert sorted(requeued) == [kept, lost] and failed == 0
+    _claim(engine, [lost])  # someone else took `lost` again: its old answer must not win
+    late = [
+        Success(j, first[j].lease_token, generation(), attempt=first[j].attempts)
+        for j in (kept, lost)
+    ]
+    with session_scope(engine) as s:
+        statuses = finish(s, late, max_attempts=3)
+    assert statuses == {kept: JobStatus.done, lost: None}
+    assert _job(engine, kept).status == JobStatus.done
+    assert _job(engine, lost).status == JobStatus.running
+
+
+# --- the reconciler -----------------------------------------------------------------------------
+
+
+def test_expired_leases_go_back_and_exhausted_ones_fail(engine: Engine) -> None:
+    add_questions(engine, 2)
+    again, poison = enqueue(engine, 2).job_ids
+    _claim(engine, [again, poison])
+    with session_scope(engine) as s:
+        s.execute(update(Job).where(Job.id == poison).values(attempts=3))
+    _expire(engine, again, poison)
+    with session_scope(engine) as s:
+        requeued, failed = reconcile.expire_leases(s, max_attempts=3)
+    assert requeued == [again] and failed == 1
+    job = _job(engine, again)
+    assert (job.status, job.attempts, job.lease_token) == (JobStatus.queued, 1, None)
+    dead = _job(engine, poison)
+    assert dead.status == JobStatus.failed
+    assert dead.last_error == "lease expired after 3 attempts (worker lost or stalled)"
+
+
+def test_reconcilers_running_at_once_requeue_each_job_once(engine: Engine) -> None:
+    add_questions(engine, 40)
+    ids = enqueue(engine, 40).job_ids
+    _claim(engine, ids)
+    _expire(engine, *ids)
+    found: list[list[int]] = []
+
+    def one() -> None:
+        with session_scope(engine) as s:
+            found.append(reconcile.expire_leases(s, max_attempts=3)[0])
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    everything = [job_id for batch in found for job_id in batch]
+    assert sorted(everything) == ids  # each job once, by one of them
+
+
+def test_the_reconciler_sends_what_was_never_published_and_what_the_broker_lost(
+    engine: Engine, broker: redis.Redis, settings: Settings
+) -> None:
+    add_questions(engine, 6)
+    ids = enqueue(engine, 6).job_ids  # committed, never published (as after an interrupt)
+    with session_scope(engine) as s:
+        s.execute(update(Job).values(created_at=utcnow() - timedelta(minutes=5)))
+    broker_url = _url(broker)
+    done = reconcile.reconcile(engine, broker_url=broker_url, max_attempts=3)
+    # The broker held no mark: it "lost" everything, and every queued job was sent once.
+    assert done.published == 6 and broker.llen(TEACHER_QUEUE) == 6
+    with session_scope(engine) as s:
+        assert s.scalar(select(func.count()).where(Job.published_at.is_(None))) == 0
+    again = reconcile.reconcile(engine, broker_url=broker_url, max_attempts=3)
+    assert not again and broker.llen(TEACHER_QUEUE) == 6  # nothing more to do
+    broker.flushall()  # the broker loses its messages
+    lost = reconcile.reconcile(engine, broker_url=broker_url, max_attempts=3)
+    assert lost.broker_lost and lost.published == 6 and broker.llen(TEACHER_QUEUE) == 6
+    assert sorted(int(m.split(b'"argsrepr": "[')[1].split(b"]")[0]) for m in _bodies(broker)) == ids
+
+
+def _bodies(client: redis.Redis) -> list[bytes]:
+    return [bytes(m) for m in client.lrange(TEACHER_QUEUE, 0, -1)]
+
+
+def _url(client: redis.Redis) -> str:
+    kwargs = client.connection_pool.connection_kwargs
+    return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"
+
+
+def test_an_interrupted_publish_leaves_the_rest_to_the_reconciler(
+    engine: Engine, broker: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_questions(engine, 30)
+    ids = enqueue(engine, 30).job_ids
+    real = publish.publish
+    calls = 0
+
+    def interrupted(routes: Any, **kw: Any) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise KeyboardInterrupt
+        return real(routes, **kw)
+
+    monkeypatch.setattr(publish, "PUBLISH_CHUNK", 10)
+    monkeypatch.setattr(publish, "publish", interrupted)
+    with session_scope(engine) as s, pytest.raises(publish.PublishInterrupted, match="reconcile"):
+        publish.commit_and_publish(s, ids, broker_url=_url(broker))
+    with session_scope(engine) as s:
+        unsent = s.scalar(select(func.count()).where(Job.published_at.is_(None)))
+    assert unsent == 20 and broker.llen(TEACHER_QUEUE) == 10  # nothing lost: marked unsent
+
+
+def test_a_lost_broker_is_noticed_once(broker: redis.Redis) -> None:
+    url = _url(broker)
+    marks.mark(url)
+    assert not marks.lost_messages(url)
+    broker.flushall()
+    # Several reconcilers may look at once: exactly one of them is told to re-send.
+    told = [marks.lost_messages(url) for _ in range(3)]
+    assert told == [True, False, False]
+    assert marks.redis_url("amqp://guest@localhost//") is None
+    assert marks.redis_url("redis+socket:///run/distill/redis.sock") == (
+        "unix:///run/distill/redis.sock"
+    )
+
+
+# --- storing results ----------------------------------------------------------------------------
+
+
+def test_results_wait_for_the_database_then_are_stored(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_questions(engine, 1)
+    (job_id,) = enqueue(engine, 1).job_ids
+    c = _claim(engine, [job_id]).claimed[0]
+    real = results.finish
+    outages = iter([True, True, False])
+
+    def flaky(*a: Any, **k: Any) -> Any:
+        if next(outages):
+            raise sa_exc.OperationalError("UPDATE", {}, Exception("server closed the connection"))
+        return real(*a, **k)
+
+    monkeypatch.setattr(results, "finish", flaky)
+    slept: list[float] = []
+    statuses = results.store(
+        engine,
+        [Success(job_id, c.lease_token, generation())],
+        max_attempts=3,
+        patience=60,
+        sleep=slept.append,
+    )
+    assert statuses == {job_id: JobStatus.done} and slept == [0.5, 1.0]
+
+
+def test_results_give_up_after_the_patience(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def down(*a: Any, **k: Any) -> Any:
+        raise sa_exc.OperationalError("UPDATE", {}, Exception("could not connect"))
+
+    monkeypatch.setattr(results, "finish", down)
+    with pytest.raises(results.GaveUp, match="could not connect"):
+        results.store(engine, [], max_attempts=3, patience=2.0, sleep=lambda s: None)
+
+
+def test_one_unstorable_row_does_not_fail_its_batch(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_questions(engine, 3)
+    ids = enqueue(engine, 3).job_ids
+    claimed = {c.job_id: c for c in _claim(engine, ids).claimed}
+    bad = ids[1]
+    real = results.finish
+
+    def refuses_one(session: Any, batch: Any, **k: Any) -> Any:
+        if any(isinstance(r, Success) and r.job_id == bad for r in batch):
+            raise sa_exc.DataError("INSERT", {}, Exception("value the backend refuses"))
+        return real(session, batch, **k)
+
+    monkeypatch.setattr(results, "finish", refuses_one)
+    batch = [Success(j, claimed[j].lease_token, generation()) for j in ids]
+    statuses = results.store(engine, batch, max_attempts=3, patience=5)
+    assert statuses == {ids[0]: JobStatus.done, bad: JobStatus.queued, ids[2]: JobStatus.done}
+    failed = _job(engine, bad)
+    assert failed.last_error is not None and "could not be stored" in failed.last_error
+
+
+def test_a_nul_in_the_reply_is_stored_replaced_and_noted(engine: Engine) -> None:
+    from distill.jobs.generation import generation_values
+    from schemas.teacher import TeacherResult
+
+    add_questions(engine, 1)
+    (job_id,) = enqueue(engine, 1).job_ids
+    c = _claim(engine, [job_id]).claimed[0]
+    reply = TeacherResult(
+        text="chain with a \x00 in it\n</think>\n\nThe answer is B.",
+        finish_reason="stop",
+        latency_s=0.1,
+        model="test-teacher",
+    )
+    values = generation_values(c, reply)
+    with session_scope(engine) as s:
+        assert finish(s, [Success(job_id, c.lease_token, values)], max_attempts=3) == {
+            job_id: JobStatus.done
+        }
+    with session_scope(engine) as s:
+        stored = s.scalars(select(Generation)).one()
+        assert "\x00" not in stored.raw_text and "\ufffd" in stored.raw_text
+        assert stored.notes == [
+            "U+0000 replaced by U+FFFD in raw_text",
+            "U+0000 replaced by U+FFFD in reasoning",
+        ]
+
+
+# --- the outage gate ----------------------------------------------------------------------------
+
+
+def _down() -> TeacherError:
+    return TeacherError("cannot reach the teacher", retryable=True)
+
+
+def test_the_gate_closes_when_the_probe_fails_and_opens_when_it_answers() -> None:
+    async def scenario() -> list[str]:
+        up = False
+        seen: list[str] = []
+
+        async def probe() -> bool:
+            seen.append("probe")
+            return up
+
+        gate = OutageGate(probe, probe_min=0.01, probe_max=0.02)
+        assert await gate.is_outage(_down()) and gate.paused and gate.paused_since
+        up = True
+        await asyncio.wait_for(gate.wait_open(), 5)
+        assert not gate.paused and gate.paused_since is None
+        await gate.aclose()
+        return seen
+
+    assert len(asyncio.run(scenario())) >= 2
+
+
+def test_a_job_that_fails_alone_is_not_an_outage() -> None:
+    async def scenario() -> tuple[bool, bool, bool]:
+        async def probe() -> bool:
+            return True
+
+        gate = OutageGate(probe)
+        alone = await gate.is_outage(_down())
+        refused = await gate.is_outage(TeacherError("HTTP 400: bad", retryable=False, status=400))
+        gate.success()
+        for _ in range(CONSECUTIVE - 1):
+            await gate.is_outage(_down())
+        everyone = await gate.is_outage(_down())  # 5 in a row, no success: 5xx for everyone
+        await gate.aclose()
+        return alone, refused, everyone
+
+    assert asyncio.run(scenario()) == (False, False, True)
