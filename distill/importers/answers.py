@@ -75,7 +75,7 @@ def resolve_answer(
     if fmt == "index" or (fmt == "auto" and _DIGITS.match(text)):
         if not _DIGITS.match(text):
             raise AnswerError(f"{show(value)} is not {_expected(fmt)}")
-        return _index(int(text), n)
+        return _index_of_digits(text, n)
     return _by_text(value, text, options)
 
 
@@ -96,6 +96,14 @@ def _by_text(value: object, text: str, options: Sequence[str]) -> int:
             "exactly; give the exact option text or a letter"
         )
     raise AnswerError(f"{show(value)} is not one of the {len(options)} options")
+
+
+def _index_of_digits(text: str, n: int) -> int:
+    digits = text.lstrip("0") or "0"
+    if len(digits) > len(str(n)):  # out of range; and int() refuses thousands of digits
+        shown = digits if len(digits) <= 20 else digits[:17] + "..."
+        raise AnswerError(f"index {shown} is out of range for {n} options")
+    return _index(int(digits), n)
 
 
 def _index(i: int, n: int) -> int:

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import UserError
-from distill.importers.layout import FieldMapping, resolve_layout
-from distill.importers.readers import open_source
+from distill.importers.layout import FieldMapping, Layout, resolve_layout
+from distill.importers.limits import compact, text_problem
+from distill.importers.readers import RawRow, RawTable, open_source
 from distill.importers.rows import SUBJECT_MAX, RowError, to_record
-from schemas.mcq import MCQRecord, normalise_text
+from schemas.mcq import MCQRecord, normalise_label
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,12 @@ class Rejection:
     def to_json(self) -> str:
         payload = {"row": self.row, "field": self.field, "error": self.error, "record": self.record}
         # default=str: Parquet and datasets rows may hold dates, decimals or bytes.
-        return json.dumps(payload, ensure_ascii=False, default=str)
+        line = json.dumps(payload, ensure_ascii=False, default=str)
+        if line.isascii() or _encodable(line):
+            return line
+        # Lone surrogates (from JSON escapes like "\ud800") cannot be written as UTF-8; escaped,
+        # they can, and read back as they were.
+        return json.dumps(payload, default=str)
 
 
 @dataclass(slots=True)
@@ -77,7 +83,7 @@ def load_mcqs(
     table = open_source(source, split=split, config_name=config_name, limit=limit)
     if table.total == 0:
         raise UserError(f"{table.name}: no rows to import")
-    layout = resolve_layout(name=table.name, columns=table.columns, preset=preset, mapping=mapping)
+    layout = _layout(table, preset=preset, mapping=mapping)
     result = LoadResult(records=[], source=table.label, preset=layout.preset)
     for raw in table.rows:
         result.rows_read += 1
@@ -85,12 +91,13 @@ def load_mcqs(
             progress("read", result.rows_read, table.total)
         try:
             if raw.data is None:
-                raise RowError(None, raw.error or "unreadable")
+                raise RowError(raw.field, raw.error or "unreadable")
             result.records.append(to_record(raw.data, layout, subject=subject, source=table.label))
         except RowError as exc:
             if not skip_invalid:
                 raise InvalidRowError(table.name, raw.number, exc.field, exc.message) from None
-            result.rejected.append(Rejection(raw.number, exc.field, exc.message, raw.original))
+            rejection = Rejection(raw.number, exc.field, exc.message, compact(raw.original))
+            result.rejected.append(rejection)
     if progress is not None:
         progress("read", result.rows_read, result.rows_read)
     if result.rows_read == 0:
@@ -106,6 +113,22 @@ def load_mcqs(
     return result
 
 
+def _layout(table: RawTable, *, preset: str | None, mapping: FieldMapping | None) -> Layout:
+    """The layout to read `table` with. When no row could be read, there are no columns to fit
+    one to, and what is wrong is the rows: the first one's error says it."""
+    try:
+        return resolve_layout(
+            name=table.name, columns=table.columns, preset=preset, mapping=mapping
+        )
+    except UserError:
+        if not table.columns and isinstance(table.rows, list) and table.rows:
+            first: RawRow = table.rows[0]
+            if first.error is not None:
+                bad = InvalidRowError(table.name, first.number, first.field, first.error)
+                raise UserError(str(bad)) from None
+        raise
+
+
 def write_rejections(path: Path, rejected: list[Rejection]) -> None:
     """The rejection report: one JSON object per rejected row."""
     try:
@@ -116,12 +139,23 @@ def write_rejections(path: Path, rejected: list[Rejection]) -> None:
         raise UserError(f"{path}: cannot write the rejection report: {exc.strerror}") from None
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _constant_subject(subject: str | None) -> str | None:
     if subject is None:
         return None
-    text = normalise_text(subject)
+    text = normalise_label(subject)
     if not text:
         raise UserError("subject must not be empty")
     if len(text) > SUBJECT_MAX:
         raise UserError(f"subject is longer than {SUBJECT_MAX} characters")
+    problem = text_problem(text)
+    if problem is not None:
+        raise UserError(f"subject {problem}")
     return text

@@ -2,29 +2,30 @@
 gzipped), directories written by `datasets` `save_to_disk`, other local dataset folders, and
 Hugging Face Hub datasets.
 
-Text formats are parsed here rather than through `datasets.load_dataset("json", ...)`: a malformed
-line must be reported with its row number (and skipped under --skip-invalid), which the `datasets`
-loaders cannot do, and they would also copy every file into the HF cache. Parquet goes straight
-through pyarrow for the same reason; saved and Hub datasets go through `datasets`."""
+Text formats are parsed by this package (textfiles, jsondoc) rather than through
+`datasets.load_dataset("json", ...)`: a malformed line must be reported with its row number (and
+skipped under --skip-invalid), which the `datasets` loaders cannot do, and they would also copy
+every file into the HF cache. Parquet goes straight through pyarrow for the same reason; saved and
+Hub datasets go through `datasets`. Every format is held to the bounds in `limits`."""
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
-import json
 import logging
 import re
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from distill.errors import UserError
+from distill.importers.jsondoc import read_json
+from distill.importers.raw import RawRow, RawTable, label_of, one_line, union_of_keys
+from distill.importers.textfiles import csv_table, jsonl_rows, open_binary
 
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict
+
+__all__ = ["SUPPORTED", "RawRow", "RawTable", "open_source"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,25 +44,6 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _FILE_SUFFIX = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,7}$")
 
 
-@dataclass(frozen=True, slots=True)
-class RawRow:
-    """One data row. `data` is None when the row could not be parsed; `error` then says why."""
-
-    number: int  # 1-based data row (for JSON lines: the line number)
-    data: dict[str, Any] | None
-    original: Any  # what a rejection report shows: the parsed object, or the raw line
-    error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RawTable:
-    name: str  # how error messages name the source: what the user typed
-    label: str  # stored as each question's source: file name, or dataset (+config) + split
-    columns: tuple[str, ...]
-    rows: Iterable[RawRow]
-    total: int | None  # rows to expect, when known up front (for a progress bar)
-
-
 def open_source(
     source: str,
     *,
@@ -78,7 +60,7 @@ def open_source(
     elif path.exists():
         if split is not None or config_name is not None:
             raise UserError(f"{source}: --split and --config apply only to datasets, not files")
-        table = _open_file(path, name=source)
+        table = _open_file(path, name=source, limit=limit)
     elif _looks_like_hub_id(source):
         table = _open_hub(source, split=split, config_name=config_name)
     else:
@@ -89,21 +71,10 @@ def open_source(
     return RawTable(table.name, table.label, table.columns, islice(table.rows, limit), total)
 
 
-def _rows_of(records: Iterable[object], *, first: int = 1) -> list[RawRow]:
-    """Number parsed objects as rows; anything but a JSON object is a bad row."""
-    rows = []
-    for number, obj in enumerate(records, start=first):
-        if isinstance(obj, dict):
-            rows.append(RawRow(number, obj, obj))
-        else:
-            rows.append(RawRow(number, None, obj, f"expected an object, got {_json_type(obj)}"))
-    return rows
-
-
 # ---- files -------------------------------------------------------------------------------------
 
 
-def _open_file(path: Path, *, name: str) -> RawTable:
+def _open_file(path: Path, *, name: str, limit: int | None) -> RawTable:
     suffixes = [s.lower() for s in path.suffixes]
     gzipped = bool(suffixes) and suffixes[-1] == ".gz"
     suffix = suffixes[-2] if gzipped and len(suffixes) > 1 else (suffixes[-1] if suffixes else "")
@@ -113,100 +84,71 @@ def _open_file(path: Path, *, name: str) -> RawTable:
     if kind is None:
         shown = "".join(suffixes[-2:] if gzipped else suffixes[-1:]) or "no extension"
         raise UserError(f"{name}: unsupported file type '{shown}' (expected {SUPPORTED})")
-    text = _read_text(path, name=name, gzipped=gzipped)
-    if kind == "jsonl":
-        rows = _jsonl_rows(text)
-    elif kind == "json":
-        rows = _json_rows(text, name=name)
-    else:
-        delimiter = "\t" if kind == "tsv" else ","
-        return _csv_table(text, name=name, label=path.name, delimiter=delimiter)
-    return RawTable(name, path.name, _union_of_keys(rows), rows, len(rows))
-
-
-def _read_text(path: Path, *, name: str, gzipped: bool) -> str:
-    try:
-        raw = gzip.decompress(path.read_bytes()) if gzipped else path.read_bytes()
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{name}: not UTF-8 text (byte {exc.start})") from None
-    except (OSError, EOFError) as exc:
-        raise UserError(f"{name}: cannot read: {_one_line(exc)}") from None
-
-
-def _jsonl_rows(text: str) -> list[RawRow]:
-    rows = []
-    # Split on "\n" only: str.splitlines() also splits at U+2028 and friends, which JSON strings
-    # may hold unescaped.
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            error = f"invalid JSON: {exc.msg} at column {exc.colno}"
-            rows.append(RawRow(number, None, line, error))
-            continue
-        rows.extend(_rows_of([obj], first=number))
-    return rows
-
-
-def _json_rows(text: str, *, name: str) -> list[RawRow]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        if exc.msg == "Extra data":  # a .json file that is really JSON lines
-            return _jsonl_rows(text)
-        raise UserError(
-            f"{name}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-        ) from None
-    if isinstance(data, dict):
-        lists = [key for key, value in data.items() if isinstance(value, list)]
-        if len(lists) != 1:
-            raise UserError(
-                f"{name}: expected a list of objects, or an object holding one such list "
-                f"(found keys: {', '.join(data) or 'none'})"
-            )
-        data = data[lists[0]]
-    if not isinstance(data, list):
-        raise UserError(f"{name}: expected a list of objects, got {_json_type(data)}")
-    return _rows_of(data)
-
-
-def _csv_table(text: str, *, name: str, label: str, delimiter: str) -> RawTable:
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    rows = []
-    try:
-        for number, cells in enumerate(reader, start=1):
-            cells.pop(None, None)  # cells past the header
-            rows.append(RawRow(number, cells, cells))
-    except csv.Error as exc:
-        raise UserError(f"{name}: row {len(rows) + 1}: malformed CSV: {exc}") from None
-    columns = tuple(c for c in reader.fieldnames or () if c)
-    return RawTable(name, label, columns, rows, len(rows))
+    label = label_of(path.name)
+    with open_binary(path, name=name, gzipped=gzipped) as stream:
+        if kind in ("csv", "tsv"):
+            delimiter = "\t" if kind == "tsv" else ","
+            return csv_table(stream, name=name, label=label, delimiter=delimiter, limit=limit)
+        if kind == "json":
+            document = read_json(stream, name=name, limit=limit)
+            rows = None if document.is_json_lines else document.rows
+        else:
+            rows = jsonl_rows(stream, name=name, limit=limit)
+    if rows is None:  # a .json file that is really JSON lines: read again, as such
+        with open_binary(path, name=name, gzipped=gzipped) as stream:
+            rows = jsonl_rows(stream, name=name, limit=limit)
+    return RawTable(name, label, union_of_keys(rows), rows, len(rows))
 
 
 def _open_parquet(path: Path, *, name: str) -> RawTable:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    # Damage raises OSError or an ArrowException, and a mangled name in the metadata a
+    # UnicodeDecodeError (a ValueError, as ArrowInvalid is).
+    unreadable = (OSError, ValueError, pa.ArrowException)
     try:
         pfile = pq.ParquetFile(path)
-    except (OSError, pa.ArrowException) as exc:
-        raise UserError(f"{name}: not a readable Parquet file: {_one_line(exc)}") from None
+        columns = tuple(pfile.schema_arrow.names)
+        total = pfile.metadata.num_rows
+    except unreadable as exc:
+        raise UserError(f"{name}: not a readable Parquet file: {one_line(exc)}") from None
 
     def rows() -> Iterator[RawRow]:
         number = 0
         try:
             for batch in pfile.iter_batches(batch_size=_BATCH):
-                for obj in batch.to_pylist():
-                    number += 1
-                    yield RawRow(number, obj, obj)
-        except (OSError, pa.ArrowException) as exc:
-            raise UserError(f"{name}: row {number + 1}: unreadable: {_one_line(exc)}") from None
+                yield from _arrow_rows(batch, first=number + 1)
+                number += batch.num_rows
+        except unreadable as exc:
+            raise UserError(f"{name}: row {number + 1}: unreadable: {one_line(exc)}") from None
 
-    columns = tuple(pfile.schema_arrow.names)
-    return RawTable(name, path.name, columns, rows(), pfile.metadata.num_rows)
+    return RawTable(name, label_of(path.name), columns, rows(), total)
+
+
+def _arrow_rows(batch: Any, *, first: int) -> list[RawRow]:
+    """A Parquet batch as rows. A string column holding bytes that are not UTF-8 fails the
+    whole batch's conversion; the batch is then converted a row and a column at a time, to
+    name the row and column at fault and keep the others."""
+    try:
+        objs = batch.to_pylist()
+    except UnicodeDecodeError:
+        return [_arrow_row(batch.slice(i, 1), first + i) for i in range(batch.num_rows)]
+    return [RawRow(first + i, obj, obj) for i, obj in enumerate(objs)]
+
+
+def _arrow_row(one: Any, number: int) -> RawRow:
+    data: dict[str, Any] = {}
+    bad: list[str] = []
+    for column, values in zip(one.schema.names, one.columns, strict=True):
+        try:
+            data[column] = values.to_pylist()[0]
+        except UnicodeDecodeError:
+            data[column] = None
+            bad.append(column)
+    if bad:
+        return RawRow(number, None, data, "not UTF-8 text", field=bad[0])
+    return RawRow(number, data, data)
 
 
 # ---- datasets ----------------------------------------------------------------------------------
@@ -227,8 +169,8 @@ def _open_directory(
             # A folder of data files (e.g. a clone of a Hub dataset repository).
             loaded = datasets.load_dataset(str(path), config_name, split=split)
     except Exception as exc:  # datasets raises many kinds; all mean "cannot read this"
-        raise UserError(f"{name}: cannot load dataset: {_one_line(exc)}") from None
-    return _dataset_table(loaded, name=name, base_label=path.name, split=split)
+        raise UserError(f"{name}: cannot load dataset: {one_line(exc)}") from None
+    return _dataset_table(loaded, name=name, base_label=label_of(path.name), split=split)
 
 
 def _open_hub(name: str, *, split: str | None, config_name: str | None) -> RawTable:
@@ -239,7 +181,7 @@ def _open_hub(name: str, *, split: str | None, config_name: str | None) -> RawTa
     except Exception as exc:  # offline, unknown id, missing config, gated: all user-fixable
         raise UserError(
             f"{name}: not a local file, and loading it from the Hugging Face Hub failed: "
-            f"{_one_line(exc)}"
+            f"{one_line(exc)}"
         ) from None
     base = name if config_name is None else f"{name}:{config_name}"
     return _dataset_table(loaded, name=name, base_label=base, split=split)
@@ -260,7 +202,7 @@ def _dataset_table(loaded: object, *, name: str, base_label: str, split: str | N
     else:
         raise UserError(f"{name}: an iterable or streaming dataset cannot be imported")
     ds = ds.with_format(None)
-    return RawTable(name, label, tuple(ds.column_names), _dataset_rows(ds), len(ds))
+    return RawTable(name, label, tuple(ds.column_names), _dataset_rows(ds, name=name), len(ds))
 
 
 def _choose_split(loaded: DatasetDict, *, name: str, split: str | None) -> str:
@@ -277,10 +219,19 @@ def _choose_split(loaded: DatasetDict, *, name: str, split: str | None) -> str:
     return chosen
 
 
-def _dataset_rows(ds: Dataset) -> Iterator[RawRow]:
+def _dataset_rows(ds: Dataset, *, name: str) -> Iterator[RawRow]:
+    import pyarrow as pa
+
     columns = ds.column_names
     for start in range(0, len(ds), _BATCH):
-        batch = ds[start : start + _BATCH]
+        try:
+            batch = ds[start : start + _BATCH]
+        except (OSError, pa.ArrowException, UnicodeDecodeError) as exc:
+            # Saved datasets are written by `datasets`, which checks its text: damage, not a row.
+            last = min(start + _BATCH, len(ds))
+            raise UserError(
+                f"{name}: rows {start + 1}-{last}: unreadable: {one_line(exc)}"
+            ) from None
         for offset, values in enumerate(zip(*(batch[c] for c in columns), strict=True)):
             obj = dict(zip(columns, values, strict=True))
             yield RawRow(start + offset + 1, obj, obj)
@@ -292,23 +243,3 @@ def _dataset_rows(ds: Dataset) -> Iterator[RawRow]:
 def _looks_like_hub_id(source: str) -> bool:
     """`name` or `owner/name` without a file extension: what is not one is a missing file."""
     return bool(_HUB_ID.match(source)) and not _FILE_SUFFIX.search(source)
-
-
-def _union_of_keys(rows: Iterable[RawRow]) -> tuple[str, ...]:
-    seen: dict[str, None] = {}
-    for row in rows:
-        if row.data is not None:
-            seen.update(dict.fromkeys(row.data))
-    return tuple(seen)
-
-
-def _json_type(value: object) -> str:
-    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
-    if value is None:
-        return "null"
-    return names.get(type(value), "a number" if isinstance(value, int | float) else "a value")
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."

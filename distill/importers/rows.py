@@ -1,13 +1,14 @@
 """Turn one source row into a validated MCQRecord, or say which field is wrong and why.
 
-The checks MCQRecord also makes (empty question, option count, duplicate options) are made here
-first so the error can name the source's own column and the offending option; MCQRecord then
-validates the result, so nothing reaches the database that the schema would refuse."""
+The checks MCQRecord also makes (empty question, option count) are made here first so the error
+can name the source's own column; MCQRecord then validates the result, so nothing reaches the
+database that the schema would refuse. What it alone checks on the hot path (duplicate options,
+text it cannot store: over the field limit, NUL, lone surrogates) is traced to the option and
+column when it fails."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -18,9 +19,11 @@ from sqlalchemy import String
 from distill.choices import LETTERS
 from distill.choices.references import is_list_reference
 from distill.importers.answers import AnswerError, resolve_answer, show
+from distill.importers.jsontext import TOO_DEEP, JSONTextError, parse_json
 from distill.importers.layout import Layout
+from distill.importers.limits import MAX_FIELD_CHARS, text_problem
 from distill.models import Question
-from schemas.mcq import MAX_OPTIONS, MIN_OPTIONS, MCQRecord, normalise_text
+from schemas.mcq import MAX_OPTIONS, MIN_OPTIONS, MCQRecord, normalise_label, normalise_text
 
 
 def column_length(name: str) -> int:
@@ -56,10 +59,11 @@ def to_record(
     else:
         if layout.answer not in data:
             raise RowError(layout.answer, "missing")
+        answer = data[layout.answer]
+        if isinstance(answer, str) and (problem := _answer_problem(answer)):
+            raise RowError(layout.answer, problem)
         try:
-            answer_index = resolve_answer(
-                data[layout.answer], options, labels=labels, fmt=layout.answer_format
-            )
+            answer_index = resolve_answer(answer, options, labels=labels, fmt=layout.answer_format)
         except AnswerError as exc:
             raise RowError(layout.answer, str(exc)) from None
     try:
@@ -82,6 +86,13 @@ def to_record(
             "subject": layout.subject,
         }.get(str(where), layout.answer)
         raise RowError(field, str(error["msg"]).removeprefix("Value error, ")) from None
+
+
+def _answer_problem(answer: str) -> str | None:
+    """The answer is not stored, but read like the other text fields, to one limit."""
+    if len(answer) > MAX_FIELD_CHARS or "\x00" in answer or not answer.isascii():
+        return text_problem(answer)
+    return None
 
 
 def _text(data: Mapping[str, Any], field: str) -> str:
@@ -123,13 +134,16 @@ def _options(
 
 
 def _check_options(options: list[str], fields: list[str]) -> None:
-    """RowError naming the first empty or repeated option, if there is one. Options are the
-    same only when their text is, after Unicode and whitespace normalisation: `BB Bb` and
-    `Bb Bb`, `II` and `ii` are different options."""
+    """RowError naming the first empty, unstorable (schemas.mcq.text_problem) or repeated
+    option, if there is one. Options are the same only when their text is, after Unicode and
+    whitespace normalisation: `BB Bb` and `Bb Bb`, `II` and `ii` are different options."""
     seen: dict[str, int] = {}
     for i, option in enumerate(options):
         if _blank(option):
             raise RowError(fields[i], f"option {LETTERS[i]} is empty")
+        problem = text_problem(option.strip())
+        if problem is not None:
+            raise RowError(fields[i], f"option {LETTERS[i]}: {problem}")
         key = normalise_text(option)
         if key in seen:
             raise RowError(
@@ -145,8 +159,10 @@ def _option_list(data: Mapping[str, Any], field: str) -> tuple[list[Any], list[s
     value = data[field]
     if isinstance(value, str):
         try:
-            value = json.loads(value) if value.lstrip().startswith(("[", "{")) else value
-        except json.JSONDecodeError:
+            value = parse_json(value) if value.lstrip().startswith(("[", "{")) else value
+        except JSONTextError as exc:
+            if exc.message == TOO_DEEP:
+                raise RowError(field, TOO_DEEP) from None
             raise RowError(
                 field, "expected a list of options; this text is not a JSON list"
             ) from None
@@ -185,10 +201,16 @@ def _subject(data: Mapping[str, Any], layout: Layout) -> str:
     value = data.get(layout.subject) if layout.subject else None
     if _blank(value):
         return layout.default_subject
-    text = normalise_text(str(value))
+    if type(value) is not str:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise RowError(
+                layout.subject, f"expected text, got {type(value).__name__} {show(value)}"
+            )
+        value = str(value)
+    text = normalise_label(value)
     if len(text) > SUBJECT_MAX:
         raise RowError(layout.subject, f"longer than {SUBJECT_MAX} characters")
-    return text
+    return text  # MCQRecord refuses what cannot be stored; to_record names the field
 
 
 def _shuffle_gold_first(question: str, options: list[str]) -> tuple[list[str], int]:

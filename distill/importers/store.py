@@ -22,6 +22,7 @@ from sqlalchemy.sql.dml import ReturningInsert
 
 from distill.choices import OrderRule, detect
 from distill.db import session_scope
+from distill.errors import UserError
 from distill.importers.layout import FieldMapping
 from distill.importers.load import ProgressCallback, load_mcqs, write_rejections
 from distill.importers.rows import column_length
@@ -103,8 +104,16 @@ def import_questions(
     if loaded.rejected:
         written = report_path or default_report_path(source)
         write_rejections(written, loaded.rejected)
-    with session_scope(engine) as session:
-        counts = store_questions(session, records=loaded.records, progress=progress)
+    try:
+        with session_scope(engine) as session:
+            counts = store_questions(session, records=loaded.records, progress=progress)
+    except Exception as exc:
+        refused = _refused_data(exc)
+        if refused is None:
+            raise
+        raise UserError(
+            f"{source}: the database refused a question ({refused}); nothing imported"
+        ) from None
     report = ImportReport(
         source=loaded.source,
         preset=loaded.preset,
@@ -166,6 +175,27 @@ def default_report_path(source: str) -> Path:
     else:  # a dataset directory, or a Hub id whose owner is kept: cais/mmlu -> cais_mmlu
         name = path.name if path.is_dir() else source
     return Path.cwd() / (re.sub(r"[^\w.-]+", "_", name) + ".rejected.jsonl")
+
+
+def _refused_data(exc: Exception) -> str | None:
+    """The database's reason when `exc` is its refusal of a value (a DataError), else None.
+    Rows are checked before they are stored (rows.py), so this is a last line, not the rule.
+    psycopg's own errors arrive unwrapped from the pipelined insert (_insert_psycopg)."""
+    from sqlalchemy.exc import DataError
+
+    if isinstance(exc, DataError):
+        return _first_line(exc.orig if exc.orig is not None else exc)
+    if type(exc).__module__.startswith("psycopg"):
+        import psycopg
+
+        if isinstance(exc, psycopg.DataError):
+            return _first_line(exc)
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _inserter(session: Session) -> Inserter | None:
