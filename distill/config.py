@@ -50,8 +50,9 @@ class Settings(BaseSettings):
     # messages the broker lost (`distill reconcile` runs it once).
     reconcile_seconds: float = Field(15.0, gt=0)
     # Redis visibility timeout: an unacknowledged message comes back after this. Recovery does
-    # not wait for it (the lease and the reconciler do that); it only bounds when a live job's
-    # message is delivered a second time, so it stays longer than a job's requests can take.
+    # not wait for it (leases and the reconciler do that); it only bounds when a live job's
+    # message is delivered a second time, so it stays longer than a claim's requests can take
+    # (default: longest_claim + 5 min).
     visibility_timeout: int | None = Field(None, ge=1)
     # On SIGTERM or Ctrl-C, in-flight requests get this long to finish; the rest are handed
     # back (job queued, message kept). Compose's stop_grace_period must be longer.

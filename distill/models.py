@@ -61,9 +61,10 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    # None in a nullable JSON column is SQL NULL (so `IS NULL` finds it), not the JSON `null`.
     type_annotation_map: ClassVar[dict[Any, Any]] = {
-        dict[str, Any]: JSON,
-        list[Any]: JSON,
+        dict[str, Any]: JSON(none_as_null=True),
+        list[Any]: JSON(none_as_null=True),
         datetime: UTCDateTime,
     }
 
@@ -158,6 +159,9 @@ class Job(Base):
     supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
     status: Mapped[JobStatus] = mapped_column(_enum(JobStatus), default=JobStatus.queued)
     attempts: Mapped[int] = mapped_column(default=0)
+    # Claims that ended with the lease running out (the worker died or froze). A job lost twice
+    # is run alone next time, so that a job which kills its worker takes no other job with it.
+    lost_leases: Mapped[int] = mapped_column(default=0, server_default="0")
     lease_token: Mapped[str | None] = mapped_column(String(36))
     lease_expires_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)

@@ -89,3 +89,11 @@ def broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
         client = redis.Redis.from_url(url)
         yield client
         client.close()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests about one backend (markers `postgres`, `sqlite`) skip, saying why, on the other;
+    scripts/check selects them with -m so that nothing is skipped in CI."""
+    for backend in ("postgres", "sqlite"):
+        if item.get_closest_marker(backend) and backend != BACKEND:
+            pytest.skip(f"needs DISTILL_TEST_DATABASE={backend}")

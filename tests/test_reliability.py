@@ -97,9 +97,24 @@ def test_expired_leases_go_back_and_exhausted_ones_fail(engine: Engine) -> None:
     assert requeued == [again] and failed == 1
     job = _job(engine, again)
     assert (job.status, job.attempts, job.lease_token) == (JobStatus.queued, 1, None)
+    assert job.lost_leases == 1 and job.published_at is None  # its message went with it
     dead = _job(engine, poison)
-    assert dead.status == JobStatus.failed
+    assert dead.status == JobStatus.failed and dead.lost_leases == 1
     assert dead.last_error == "lease expired after 3 attempts (worker lost or stalled)"
+
+
+def test_a_lease_taken_over_after_it_ran_out_counts_as_lost(engine: Engine) -> None:
+    """Claiming a running job whose lease expired (before any reconciler saw it) is the other
+    way a lost worker is noticed; a job handed back or queued normally loses nothing."""
+    add_questions(engine, 2)
+    lost, fine = enqueue(engine, 2).job_ids
+    _claim(engine, [lost, fine])
+    _expire(engine, lost)
+    with session_scope(engine) as s:
+        s.execute(update(Job).where(Job.id == fine).values(status=JobStatus.queued))
+    again = {c.job_id: c for c in _claim(engine, [lost, fine]).claimed}
+    assert (again[lost].lost_leases, again[lost].attempts) == (1, 2)
+    assert (again[fine].lost_leases, again[fine].attempts) == (0, 2)
 
 
 def test_reconcilers_running_at_once_requeue_each_job_once(engine: Engine) -> None:
@@ -130,15 +145,15 @@ def test_the_reconciler_sends_what_was_never_published_and_what_the_broker_lost(
     with session_scope(engine) as s:
         s.execute(update(Job).values(created_at=utcnow() - timedelta(minutes=5)))
     broker_url = _url(broker)
-    done = reconcile.reconcile(engine, broker_url=broker_url, max_attempts=3)
+    done = reconcile.reconcile(engine, broker_url=broker_url, max_attempts=3, lease_seconds=60)
     # The broker held no mark: it "lost" everything, and every queued job was sent once.
     assert done.published == 6 and broker.llen(TEACHER_QUEUE) == 6
     with session_scope(engine) as s:
         assert s.scalar(select(func.count()).where(Job.published_at.is_(None))) == 0
-    again = reconcile.reconcile(engine, broker_url=broker_url, max_attempts=3)
+    again = reconcile.reconcile(engine, broker_url=broker_url, max_attempts=3, lease_seconds=60)
     assert not again and broker.llen(TEACHER_QUEUE) == 6  # nothing more to do
     broker.flushall()  # the broker loses its messages
-    lost = reconcile.reconcile(engine, broker_url=broker_url, max_attempts=3)
+    lost = reconcile.reconcile(engine, broker_url=broker_url, max_attempts=3, lease_seconds=60)
     assert lost.broker_lost and lost.published == 6 and broker.llen(TEACHER_QUEUE) == 6
     assert sorted(int(m.split(b'"argsrepr": "[')[1].split(b"]")[0]) for m in _bodies(broker)) == ids
 
@@ -322,3 +337,43 @@ def test_a_job_that_fails_alone_is_not_an_outage() -> None:
         return alone, refused, everyone
 
     assert asyncio.run(scenario()) == (False, False, True)
+
+
+_TAKE_AND_DIE = """
+import os, sys
+from kombu import Connection
+with Connection(sys.argv[1]) as conn:
+    channel = conn.default_channel
+    for _ in range(int(sys.argv[3])):
+        assert channel.basic_get(sys.argv[2], no_ack=False) is not None
+    os._exit(0)  # dies holding them: no ack, no restore on close
+"""
+
+
+def test_messages_a_dead_worker_took_and_never_claimed_are_given_back(
+    engine: Engine, broker: redis.Redis
+) -> None:
+    """kombu would hand them out again after the visibility timeout (hours); the reconciler
+    does it a lease later, for queued jobs only, and leaves a countdown that is not due."""
+    import subprocess
+    import sys
+
+    add_questions(engine, 3)
+    waiting, done, later = enqueue(engine, 3).job_ids
+    url = _url(broker)
+    with session_scope(engine) as s:
+        routes = publish.job_routes(s, [waiting, done])
+        delayed = publish.job_routes(s, [later])
+        s.execute(update(Job).where(Job.id == done).values(status=JobStatus.done))
+    publish.publish(routes, broker_url=url)
+    publish.publish(delayed, broker_url=url, countdown=3600)
+    took = subprocess.run(
+        [sys.executable, "-c", _TAKE_AND_DIE, url, TEACHER_QUEUE, "3"], check=False, timeout=60
+    )
+    assert took.returncode == 0 and broker.llen(TEACHER_QUEUE) == 0
+    held = marks.held_too_long(url, task_name=publish.TASK_NAME, older_than=0)
+    assert sorted(held.values()) == [waiting, done]  # the countdown is not due for an hour
+    assert reconcile.held_by_the_dead(engine, broker_url=url, lease_seconds=3600) == 0  # too soon
+    assert reconcile.held_by_the_dead(engine, broker_url=url, lease_seconds=0) == 1
+    assert [int(m.split(b'"argsrepr": "[')[1].split(b"]")[0]) for m in _bodies(broker)] == [waiting]
+    assert reconcile.held_by_the_dead(engine, broker_url=url, lease_seconds=0) == 0  # once

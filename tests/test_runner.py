@@ -277,3 +277,42 @@ def test_stopping_hands_back_what_does_not_finish_within_the_grace(
         assert {(j.status, j.attempts, j.lease_token) for j in jobs} == {
             (JobStatus.queued, 0, None)
         }
+
+
+def test_a_job_that_lost_its_worker_twice_is_asked_alone(make_runner, engine: Engine) -> None:  # type: ignore[no-untyped-def]
+    """If it is what kills workers, the next death is charged to it alone: the jobs claimed
+    beside it finish first or go back uncharged, and nothing is in flight while it is asked."""
+    from sqlalchemy import update
+
+    add_questions(engine, 6)
+    ids = enqueue(engine, 6).job_ids
+    suspect = ids[0]
+    with session_scope(engine) as s:
+        s.execute(update(Job).where(Job.id == suspect).values(lost_leases=2))
+        marker = s.get(Job, suspect).question.question  # type: ignore[union-attr]
+    in_flight_with_suspect: list[int] = []
+
+    def script(prompt: str, max_tokens: int) -> object:
+        return answer("A")
+
+    teacher = FakeTeacher(script, delay=0.3)  # type: ignore[arg-type]
+    original = teacher.complete
+
+    async def complete(request):  # type: ignore[no-untyped-def]
+        if marker in request.messages[0]["content"]:
+            in_flight_with_suspect.append(teacher.in_flight)
+        return await original(request)
+
+    teacher.complete = complete  # type: ignore[method-assign]
+    runner = make_runner(teacher, concurrency=8)
+    outcomes = dict(zip(ids, _run_all(runner, ids), strict=True))
+    assert outcomes[suspect].action == "done"
+    assert in_flight_with_suspect == [0]  # nothing else was being asked beside it
+    handed_back = [i for i, o in outcomes.items() if o.action == "requeue"]
+    for job_id in handed_back:
+        assert "asked alone" in outcomes[job_id].detail
+    with session_scope(engine) as s:
+        for job in s.scalars(select(Job).where(Job.id.in_(handed_back))):
+            assert (job.status, job.attempts) == (JobStatus.queued, 0)  # uncharged
+    # The rest are taken again afterwards, side by side as usual.
+    assert {o.action for o in _run_all(runner, handed_back)} <= {"done"}

@@ -41,14 +41,11 @@ def build(settings: Settings) -> tuple[Celery, tasks.Runners]:
         # it has requests in flight, so idle workers on other hosts get the rest.
         worker_prefetch_multiplier=1,
         broker_transport_options={
-            # An unacked message is redelivered after this many seconds. It must exceed the
-            # longest job, or a long generation is handed to a second worker while it runs.
+            # An unacked message is redelivered after this many seconds. It outlasts the
+            # longest claim, so a live long generation's message is not delivered twice. A dead
+            # worker's jobs do not wait for it: their leases expire, and the reconciler gives
+            # back the messages it took before claiming (distill.jobs.reconcile).
             "visibility_timeout": settings.visibility,
-            # Sweep for expired unacked messages every 10 s instead of kombu's default of about
-            # every 100 s (interval × throttle): a dead worker's jobs come back promptly, for the
-            # price of one cheap sorted-set query per sweep.
-            "unacked_restore_interval": 10,
-            "unacked_restore_throttle": 1,
         },
         # Survive a Redis restart at start-up instead of dying before the first message.
         broker_connection_retry_on_startup=True,

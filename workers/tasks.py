@@ -8,7 +8,7 @@ from typing import Any
 
 from celery import Celery, Task
 from celery.exceptions import Reject
-from celery.signals import worker_shutdown, worker_shutting_down
+from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 
 from distill.config import Settings
 from distill.jobs.publish import TASK_NAME, queue_name
@@ -18,12 +18,17 @@ log = logging.getLogger(__name__)
 
 
 class Runners:
-    """One Runner per worker process, made on the first message with the worker's settings."""
+    """One Runner per worker process, made when the worker is ready, with its settings."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._runner: Runner | None = None
         self._lock = threading.Lock()
+
+    def start(self, **_: object) -> None:
+        """At worker start, not at the first message: the heartbeat and the reconciler must run
+        on a worker that has nothing to do, or a dead worker's jobs wait for a message."""
+        self.get()
 
     def get(self) -> Runner:
         with self._lock:
@@ -52,6 +57,7 @@ class Runners:
 def register(app: Celery, settings: Settings) -> Runners:
     """Add the `distill.run_job` task to `app`, running jobs with a Runner for `settings`."""
     runners = Runners(settings)
+    worker_ready.connect(runners.start, weak=False)
     worker_shutting_down.connect(runners.drain, weak=False)
     worker_shutdown.connect(runners.close, weak=False)
 

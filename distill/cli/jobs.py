@@ -253,9 +253,9 @@ def reconcile(
     as_json: Annotated[bool, typer.Option("--json", help="Print what was done as JSON.")] = False,
 ) -> None:
     """Put back what dead workers and a lost broker left: expired leases to the queue (or
-    failed after DISTILL_MAX_ATTEMPTS), and the messages of queued jobs the broker never got
-    or lost. Every worker does this on its own every DISTILL_RECONCILE_SECONDS; this runs it
-    once, e.g. when no worker is running.
+    failed after DISTILL_MAX_ATTEMPTS), the messages of queued jobs the broker never got or
+    lost, and those a dead worker took and never claimed. Every worker does this on its own
+    every DISTILL_RECONCILE_SECONDS; this runs it once, e.g. when no worker is running.
 
     Example: distill reconcile
     """
@@ -271,6 +271,7 @@ def reconcile(
             get_engine(settings.database_url),
             broker_url=settings.broker_url,
             max_attempts=settings.max_attempts,
+            lease_seconds=settings.lease,
         )
     except UserError:
         raise
@@ -289,5 +290,6 @@ def reconcile(
     lost = "; the broker had lost its messages" if done.broker_lost else ""
     typer.echo(
         f"{done.requeued} expired lease(s) back in the queue, {done.failed} failed after "
-        f"{settings.max_attempts} attempts, {done.published} message(s) sent{lost}"
+        f"{settings.max_attempts} attempts, {done.published} message(s) sent, "
+        f"{done.given_back} given back from dead workers{lost}"
     )

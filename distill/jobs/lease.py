@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, or_, select, update
 from sqlalchemy.orm import Session
 
 from distill.choices import gold_letter
@@ -37,6 +37,7 @@ class ClaimedJob:
     attempts: int
     request: TeacherRequest  # exactly what is sent, and what is stored with the generation
     prompt_version: str
+    lost_leases: int  # earlier claims whose worker died or froze holding this job
     choice_order: list[int]
     gold_letter: str
     n_options: int
@@ -128,6 +129,7 @@ def claim(
                 lease_token=None,
                 lease_expires_at=None,
                 finished_at=now,
+                lost_leases=Job.lost_leases + 1,
                 last_error=f"lease expired after {max_attempts} attempts (worker lost or stalled)",
             )
         )
@@ -139,6 +141,8 @@ def claim(
             lease_token=token,
             lease_expires_at=now + timedelta(seconds=lease_seconds),
             attempts=Job.attempts + 1,
+            # Claimed from a lease that ran out: the last worker lost it.
+            lost_leases=Job.lost_leases + case((Job.status == JobStatus.running, 1), else_=0),
             started_at=now,
         )
         .execution_options(synchronize_session=False)
@@ -147,6 +151,7 @@ def claim(
         select(
             Job.id,
             Job.attempts,
+            Job.lost_leases,
             Job.teacher_model,
             Job.prompt_version,
             Job.max_tokens,
@@ -161,7 +166,8 @@ def claim(
         .where(Job.lease_token == token)
     )
     claimed = []
-    for job_id, attempts, model, version, max_tokens, order, params, text, choices, gold in rows:
+    for row in rows:
+        job_id, attempts, lost, model, version, max_tokens, order, params, text, choices, gold = row
         sampling = {k: params[k] for k in SAMPLING_PARAMS if params.get(k) is not None}
         request = TeacherRequest(
             model=model,
@@ -176,6 +182,7 @@ def claim(
                 attempts=attempts,
                 request=request,
                 prompt_version=version,
+                lost_leases=lost,
                 choice_order=list(order),
                 gold_letter=gold_letter(order, gold),
                 n_options=len(choices),

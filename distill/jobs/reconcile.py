@@ -9,7 +9,9 @@ Each pass:
    once they used every attempt (a job that kills its worker every time), and re-sends them;
 2. sends queued jobs that were never published (an `enqueue` interrupted between its commit and
    its last message, a broker down at the time);
-3. when the broker lost its data (distill.jobs.broker), re-sends every queued job.
+3. when the broker lost its data (distill.jobs.broker), re-sends every queued job;
+4. gives back messages a worker took and died holding before it claimed their jobs (queued
+   jobs whose message has been unacknowledged for longer than a lease).
 
 Several reconcilers may run at once: each transition is a conditional UPDATE of rows locked with
 SKIP LOCKED on PostgreSQL (SQLite serialises writers), so a job is requeued once, and a message
@@ -18,6 +20,7 @@ sent twice costs nothing (the claim decides)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -26,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from distill.db import session_scope
 from distill.jobs import broker
-from distill.jobs.publish import publish_committed
+from distill.jobs.publish import TASK_NAME, publish_committed
 from distill.models import Job, JobStatus, utcnow
 
 log = logging.getLogger(__name__)
@@ -42,9 +45,12 @@ class Reconciled:
     failed: int  # expired once too often
     published: int  # messages sent
     broker_lost: bool
+    given_back: int = 0  # messages a dead worker held, back in their queues
 
     def __bool__(self) -> bool:
-        return bool(self.requeued or self.failed or self.published or self.broker_lost)
+        return bool(
+            self.requeued or self.failed or self.published or self.broker_lost or self.given_back
+        )
 
 
 def _locked_ids(session: Session, *conditions: object) -> list[int]:
@@ -75,6 +81,7 @@ def expire_leases(session: Session, *, max_attempts: int) -> tuple[list[int], in
             lease_expires_at=None,
             finished_at=now,
             updated_at=now,
+            lost_leases=Job.lost_leases + 1,
             last_error=f"lease expired after {max_attempts} attempts (worker lost or stalled)",
         )
         .execution_options(synchronize_session=False)
@@ -87,7 +94,11 @@ def expire_leases(session: Session, *, max_attempts: int) -> tuple[list[int], in
                 status=JobStatus.queued,
                 lease_token=None,
                 lease_expires_at=None,
+                lost_leases=Job.lost_leases + 1,
                 updated_at=now,
+                # Its message went with the worker: until this pass (or the next, should this
+                # one fail before it publishes) sends a new one, it has none.
+                published_at=None,
                 last_error="lease expired (worker lost or stalled): back in the queue",
             )
             .returning(Job.id)
@@ -105,7 +116,33 @@ def unpublished(session: Session, *, everything: bool) -> list[int]:
     return _locked_ids(session, *conditions)
 
 
-def reconcile(engine: Engine, *, broker_url: str, max_attempts: int) -> Reconciled:
+def held_by_the_dead(
+    engine: Engine, *, broker_url: str, lease_seconds: float, sent: Collection[int] = ()
+) -> int:
+    """Give back the messages of queued jobs that a worker took more than a lease ago and never
+    claimed (distill.jobs.broker.held_too_long), but for jobs in `sent` (just given a new
+    message). Returns how many."""
+    held = broker.held_too_long(broker_url, task_name=TASK_NAME, older_than=lease_seconds)
+    held = {tag: job_id for tag, job_id in held.items() if job_id not in sent}
+    if not held:
+        return 0
+    with session_scope(engine) as session:
+        queued = set(
+            session.scalars(
+                select(Job.id).where(
+                    Job.id.in_(sorted(set(held.values()))), Job.status == JobStatus.queued
+                )
+            )
+        )
+    tags = [tag for tag, job_id in held.items() if job_id in queued]
+    if tags:
+        broker.give_back(broker_url, tags)
+    return len(tags)
+
+
+def reconcile(
+    engine: Engine, *, broker_url: str, max_attempts: int, lease_seconds: float
+) -> Reconciled:
     """One pass (see the module docstring)."""
     with session_scope(engine) as session:
         requeued, failed = expire_leases(session, max_attempts=max_attempts)
@@ -113,13 +150,18 @@ def reconcile(engine: Engine, *, broker_url: str, max_attempts: int) -> Reconcil
     with session_scope(engine) as session:
         pending = sorted(set(requeued) | set(unpublished(session, everything=lost)))
     published = publish_committed(engine, pending, broker_url=broker_url) if pending else 0
-    result = Reconciled(len(requeued), failed, published, lost)
+    given_back = held_by_the_dead(
+        engine, broker_url=broker_url, lease_seconds=lease_seconds, sent=set(pending)
+    )
+    result = Reconciled(len(requeued), failed, published, lost, given_back)
     if result:
         log.info(
-            "reconciled: %d expired lease(s) requeued, %d failed, %d message(s) sent%s",
+            "reconciled: %d expired lease(s) requeued, %d failed, %d message(s) sent, "
+            "%d given back from dead workers%s",
             result.requeued,
             result.failed,
             result.published,
+            result.given_back,
             "; the broker had lost its messages" if lost else "",
         )
     return result

@@ -64,6 +64,9 @@ class JobOutcome:
 
 _SUMMARY_ACTIONS = ("done", "failed", "requeue", "rerouted", "handback")
 STOPPING = "the worker is stopping: handed back"
+SOLO_HANDBACK = "handed back uncharged while a job that lost its worker is asked alone"
+# Lost leases after which a job is asked alone (distill.models.Job.lost_leases).
+SOLO_AFTER = 2
 
 
 def _requeue_delay(attempts: int) -> float:
@@ -94,7 +97,8 @@ class Runner:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self._tally: Counter[str] = Counter()
         self._active: dict[int, tuple[ClaimedJob, asyncio.Task[None]]] = {}
-        self._writing = 0
+        self._unwritten = 0  # outcomes put in the outbox and not yet stored
+        self._claiming = False
         self._draining = False
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -137,6 +141,9 @@ class Runner:
         self._teacher = self._teacher_factory()
         self._gate = OutageGate(self._teacher.healthy)
         self._slots = asyncio.Semaphore(self._settings.concurrency)
+        self._solo: int | None = None  # the job being asked alone, if any
+        self._no_solo = asyncio.Event()
+        self._no_solo.set()
         self._tasks = {
             self._loop.create_task(self._claimer()),
             self._loop.create_task(self._writer()),
@@ -152,9 +159,7 @@ class Runner:
         # What was handed back is written first, within a bound: a worker never hangs on exit
         # (if the database is down, the leases expire and the reconciler puts the jobs back).
         deadline = self._loop.time() + 30.0
-        while (self._active or self._writing or not self._outbox.empty()) and (
-            self._loop.time() < deadline
-        ):
+        while (self._active or self._unwritten) and (self._loop.time() < deadline):
             await asyncio.sleep(0.05)
         for task in self._tasks:
             task.cancel()
@@ -203,6 +208,10 @@ class Runner:
                 for job_id, futures in waiting.items():
                     _resolve(futures, JobOutcome(job_id, "handback", detail=STOPPING))
                 continue
+            # While a job is asked alone, claim nothing: what this worker holds when that job
+            # kills it is charged a lost lease. The messages wait unacked meanwhile.
+            await self._no_solo.wait()
+            self._claiming = True
             try:
                 result = await asyncio.to_thread(self._claim, list(waiting))
             except Exception as exc:  # database unreachable: hand the messages back for later
@@ -210,6 +219,8 @@ class Runner:
                 for job_id, futures in waiting.items():
                     _resolve(futures, JobOutcome(job_id, "retry_later", 30.0, repr(exc)))
                 continue
+            finally:
+                self._claiming = False
             for job in result.claimed:
                 task = self._loop.create_task(self._process(job, waiting[job.job_id]))
                 self._active[job.job_id] = (job, task)
@@ -240,15 +251,40 @@ class Runner:
 
     async def _process(self, job: ClaimedJob, futures: Futures) -> None:
         try:
-            async with self._slots:
-                outcome = await self._ask(job)
+            if job.lost_leases >= SOLO_AFTER:
+                outcome = await self._ask_alone(job)
+            else:
+                async with self._slots:
+                    if self._solo is not None:
+                        outcome = self._failure(job, SOLO_HANDBACK, True, charge=False)
+                    else:
+                        outcome = await self._ask_once(job)
         except asyncio.CancelledError:
             outcome = Failure(job.job_id, job.lease_token, STOPPING, True, charge=False)
         finally:
             self._active.pop(job.job_id, None)
+        self._unwritten += 1
         await self._outbox.put((outcome, futures, job.attempts))
 
-    async def _ask(self, job: ClaimedJob) -> Success | Failure:
+    async def _ask_alone(self, job: ClaimedJob) -> Success | Failure:
+        """A job whose workers died holding it, twice: asked while this worker holds nothing
+        else, so that if it kills this worker too it alone is charged (and failed after its
+        attempts), not the jobs beside it. What has not started yet is handed back uncharged;
+        what is in flight finishes and is stored first."""
+        if self._solo is not None:
+            return self._failure(job, SOLO_HANDBACK, True, charge=False)
+        self._solo = job.job_id
+        self._no_solo.clear()
+        try:
+            while len(self._active) > 1 or self._claiming or self._unwritten:
+                await asyncio.sleep(0.05)
+            log.warning("job %d lost its worker %d times: asked alone", job.job_id, job.lost_leases)
+            return await self._ask_once(job)
+        finally:
+            self._solo = None
+            self._no_solo.set()
+
+    async def _ask_once(self, job: ClaimedJob) -> Success | Failure:
         while True:
             await self._gate.wait_open()
             try:
@@ -298,7 +334,6 @@ class Runner:
         while True:
             batch = await self._batch(self._outbox)
             results = [item[0] for item in batch]
-            self._writing = len(results)
             try:
                 statuses = await asyncio.to_thread(
                     store,
@@ -314,15 +349,15 @@ class Runner:
                 await asyncio.to_thread(self._release, results)
                 for result, futures, _ in batch:
                     _resolve(futures, JobOutcome(result.job_id, "requeue", 5.0, str(exc)))
-                self._writing = 0
+                self._unwritten -= len(batch)
                 continue
-            self._writing = 0
             for result, futures, attempts in batch:
                 outcome = self._outcome(result, statuses.get(result.job_id), attempts)
                 self._tally[outcome.action] += 1
                 if isinstance(result, Success) and outcome.action == "done":
                     self._tally["tokens"] += result.generation.get("completion_tokens") or 0
                 _resolve(futures, outcome)
+            self._unwritten -= len(batch)
 
     @staticmethod
     def _outcome(result: Success | Failure, status: JobStatus | None, attempts: int) -> JobOutcome:
@@ -386,6 +421,7 @@ class Runner:
                     self._engine,
                     broker_url=self._settings.broker_url,
                     max_attempts=self._settings.max_attempts,
+                    lease_seconds=self._settings.lease,
                 )
             except Exception as exc:
                 log.warning("reconciling failed: %s", type(exc).__name__, exc_info=True)

@@ -110,6 +110,16 @@ class _ModelList(BaseModel):
     data: list[_ModelEntry]
 
 
+def _without_credentials(url: str) -> tuple[str, httpx.BasicAuth | None]:
+    """The URL without user and password, and those as Basic auth: httpx's request lines (at
+    DEBUG) and its errors print the URL, so a password in it would reach the logs. An API key,
+    when set, is sent instead (as a bearer token)."""
+    parsed = httpx.URL(url)
+    if not (parsed.username or parsed.password):
+        return url, None
+    return str(parsed.copy_with(userinfo=b"")), httpx.BasicAuth(parsed.username, parsed.password)
+
+
 class OpenAITeacher:
     """Chat completions with bounded retries: connection errors, timeouts, 429, 5xx and malformed
     200s are tried again (exponential backoff, full jitter); any other 4xx fails at once."""
@@ -129,7 +139,7 @@ class OpenAITeacher:
     ) -> None:
         if retries < 1:
             raise ValueError("retries counts tries and must be at least 1")
-        self.base_url = base_url.rstrip("/")
+        self.base_url, auth = _without_credentials(base_url.rstrip("/"))
         self.model = model
         self.timeout = timeout
         self.retries = retries
@@ -147,6 +157,7 @@ class OpenAITeacher:
         self._pools = [
             httpx.AsyncClient(
                 headers=headers,
+                auth=None if api_key else auth,
                 verify=verify,
                 timeout=httpx.Timeout(timeout),
                 limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),

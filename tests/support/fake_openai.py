@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -106,6 +106,9 @@ class FakeOpenAIServer:
     ) -> None:
         self.model = model
         self.latency = latency
+        # Called with each chat request's prompt when no scripted action is left: it may return
+        # an action for that request (fault-injection tests: poison prompts, NUL replies).
+        self.on_request: Callable[[str], Action | None] | None = None
         self.max_model_len = max_model_len
         self._lock = threading.Lock()
         self._script: deque[Action] = deque()
@@ -264,7 +267,17 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("fake teacher: " + format, *args)
 
+    def _stopped(self) -> bool:
+        """A stopped server answers nothing, also on connections kept alive from before: it
+        drops them, as a killed vLLM does."""
+        if self.server.fake.stopping.is_set():
+            self.close_connection = True
+            return True
+        return False
+
     def do_GET(self) -> None:
+        if self._stopped():
+            return
         if self.path == "/health":
             self._send(200, b"", "text/plain")
         elif self.path == "/v1/models":
@@ -274,6 +287,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if self._stopped():
+            return
         if self.path == "/tokenize" and self.server.fake.max_model_len is not None:
             # vLLM's tokenizer endpoint (beside /v1), served when the fake reports a context.
             prompt = _last_user_message(json.loads(raw)["messages"])
@@ -296,12 +311,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(Error(404, f"The model `{body.get('model')}` does not exist."))
             return
         action = fake.next_action()
+        if action is None and fake.on_request is not None:
+            action = fake.on_request(prompt)
         with fake.in_flight():
             if fake.latency:
                 fake.stopping.wait(fake.latency)
             if isinstance(action, Delay):
                 fake.stopping.wait(action.seconds)
                 action = action.then
+            if self._stopped():  # stopped while this request was being answered
+                return
             try:
                 self._play(action, prompt, max_tokens)
             except (BrokenPipeError, ConnectionResetError):

@@ -21,6 +21,7 @@ from distill.models import Job, JobStatus
 from distill.prompts import PROMPT_VERSION
 from tests.support.redis_server import RedisServer
 
+_REPO_ROOT = str(Path(__file__).resolve().parents[2])
 # Where jobs of the tests' teacher ("test-teacher") are routed (distill.jobs.publish).
 TEACHER_QUEUE = queue_name(("test-teacher", PROMPT_VERSION))
 
@@ -49,21 +50,31 @@ def redis_db() -> Iterator[str]:
 
 
 class Worker:
-    def __init__(self, env: dict[str, str], log: Path, concurrency: int) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        log: Path,
+        concurrency: int,
+        *,
+        module: str = "distill",
+        loglevel: str = "INFO",
+    ) -> None:
         self.log = log
         self._fh = log.open("ab")
         self.proc = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
-                "distill",
+                module,
                 "worker",
                 "--concurrency",
                 str(concurrency),
                 "--loglevel",
-                "INFO",
+                loglevel,
             ],
-            env={**os.environ, **env},
+            # The repo root on the path: a test's own worker module (tests.support.*) imports
+            # from wherever the test runs.
+            env={**os.environ, "PYTHONPATH": _REPO_ROOT, **env},
             stdout=self._fh,
             stderr=subprocess.STDOUT,
             start_new_session=True,

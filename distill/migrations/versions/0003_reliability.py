@@ -1,4 +1,4 @@
-"""reliability: jobs.published_at, generations.notes, the workers table
+"""reliability: jobs.published_at and lost_leases, generations.notes, the workers table
 
 Jobs already stored count as published (their messages were sent, or `distill retry --stuck`
 sent them); from now on a job is published when its message reached the broker.
@@ -22,6 +22,9 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("published_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(
+            sa.Column("lost_leases", sa.Integer(), server_default="0", nullable=False)
+        )
     op.execute("UPDATE jobs SET published_at = created_at")
     with op.batch_alter_table("generations", schema=None) as batch_op:
         batch_op.add_column(sa.Column("notes", sa.JSON(), nullable=True))
@@ -49,4 +52,5 @@ def downgrade() -> None:
     with op.batch_alter_table("generations", schema=None) as batch_op:
         batch_op.drop_column("notes")
     with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.drop_column("lost_leases")
         batch_op.drop_column("published_at")

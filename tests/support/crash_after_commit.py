@@ -1,0 +1,24 @@
+"""`distill worker` that dies right after its first job's result is committed, before the
+message is acknowledged: `python -m tests.support.crash_after_commit worker ...`.
+
+Celery sends task_postrun when the task has returned (the runner committed the result) and
+before the late ack; exiting there is the crash between commit and ack."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from celery.signals import task_postrun
+
+from distill.cli import main
+
+
+@task_postrun.connect(weak=False)
+def _die(retval: Any = None, **_: Any) -> None:
+    if retval == "done":
+        os._exit(70)
+
+
+if __name__ == "__main__":
+    main()
