@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import Engine, insert
 
+from distill.assets import TINY_TEACHER_DIR
 from distill.config import Settings
 from distill.db import make_engine, session_scope
 from distill.importers import question_row
@@ -37,8 +38,6 @@ from distill.models import Question
 from distill.teacher.client import OpenAITeacher
 from schemas.mcq import MCQRecord
 from schemas.teacher import TeacherResult
-
-TINY_TEACHER_DIR = Path(__file__).resolve().parents[1] / "tests" / "assets" / "tiny_teacher"
 
 
 def _settings(url: str, model: str, db: str, concurrency: int, max_tokens: int) -> Settings:

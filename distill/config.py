@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,7 +19,12 @@ class Settings(BaseSettings):
     )
 
     database_url: str = "sqlite:///distill.db"
+    # `embedded`: this machine's own Redis-protocol server, started on first use in
+    # data_dir/broker (distill.jobs.embedded). Production uses an external Redis.
     broker_url: str = "redis://localhost:6379/0"
+    # Where distill keeps its machine-local state: the embedded broker, the demo's lock.
+    # Default: the user's data directory (~/.local/share/distill on Linux).
+    data_dir: Path | None = None
 
     teacher_url: str = "http://localhost:8000/v1"
     teacher_model: str = "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B"
@@ -60,6 +66,14 @@ class Settings(BaseSettings):
     # How long a worker keeps trying to store results the teacher returned (database down,
     # failing over, refusing writes) before it gives the jobs back to be asked again.
     write_patience: float = Field(600.0, gt=0)
+
+    @property
+    def data_path(self) -> Path:
+        if self.data_dir is not None:
+            return self.data_dir.expanduser()
+        from platformdirs import user_data_dir
+
+        return Path(user_data_dir("distill", appauthor=False))
 
     @property
     def lease(self) -> float:

@@ -13,8 +13,8 @@ What it does, deterministically (fixed seeds, fixed step count, 2 torch threads)
    heads) on ``{reasoning}\\n</think>\\n\\nThe answer is \\boxed{X}.`` completions, loss on assistant
    tokens only; about a quarter of the chains are long ("Let me check again. ..." repeated), so a
    small ``max_tokens`` truncates some generations;
-4. saves model + tokenizer with ``save_pretrained`` (default ``tests/assets/tiny_teacher/``) and writes
-   40 held-out questions in MMLU layout to ``tests/assets/tiny_mcq.jsonl``.
+4. saves model + tokenizer with ``save_pretrained`` (default ``distill/assets/tiny_teacher/``) and writes
+   40 held-out questions in MMLU layout to ``distill/assets/tiny_mcq.jsonl``.
 
 Usage::
 
@@ -41,8 +41,8 @@ sys.path.insert(0, str(REPO_ROOT))
 from distill.choices import LETTERS  # noqa: E402
 from distill.prompts import render_user_prompt  # noqa: E402
 
-DEFAULT_OUT = REPO_ROOT / "tests" / "assets" / "tiny_teacher"
-DEFAULT_MCQ = REPO_ROOT / "tests" / "assets" / "tiny_mcq.jsonl"
+DEFAULT_OUT = REPO_ROOT / "distill" / "assets" / "tiny_teacher"
+DEFAULT_MCQ = REPO_ROOT / "distill" / "assets" / "tiny_mcq.jsonl"
 
 IM_START, IM_END, PAD = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"

@@ -35,8 +35,8 @@ sys.path.insert(0, str(REPO_ROOT))
 from distill.choices import LETTERS  # noqa: E402
 from distill.prompts import build_messages  # noqa: E402
 
-DEFAULT_MODEL = REPO_ROOT / "tests" / "assets" / "tiny_teacher"
-DEFAULT_MCQ = REPO_ROOT / "tests" / "assets" / "tiny_mcq.jsonl"
+DEFAULT_MODEL = REPO_ROOT / "distill" / "assets" / "tiny_teacher"
+DEFAULT_MCQ = REPO_ROOT / "distill" / "assets" / "tiny_mcq.jsonl"
 SERVED_NAME = "tiny-teacher"
 DEFAULT_MAX_TOKENS = 96
 

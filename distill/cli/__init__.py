@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
-from distill.cli import db, export, importing, jobs, teacher
+from distill.cli import broker, db, export, importing, jobs, teacher
 from distill.errors import UserError
 
 
@@ -96,6 +96,7 @@ app.command()(jobs.status)
 app.command()(jobs.retry)
 app.command()(jobs.reconcile)
 app.add_typer(teacher.app, name="teacher")
+app.add_typer(broker.app, name="broker")
 app.command()(export.export)
 
 

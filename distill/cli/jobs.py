@@ -69,9 +69,10 @@ def enqueue(
     from distill.db import session_scope
     from distill.jobs import enqueue as enqueue_mod
     from distill.jobs import publish
+    from distill.jobs.embedded import resolve
     from distill.teacher.budget import check_enqueue_budget
 
-    settings = get_settings()
+    settings = resolve(get_settings())
     with session_scope() as session:
         selection = enqueue_mod.select_run(
             session,
@@ -147,8 +148,9 @@ def worker(
     Example: DISTILL_TEACHER_URL=http://gpu-host:8000/v1 distill worker --concurrency 128
     """
     from distill.config import get_settings
+    from distill.jobs.embedded import resolve
 
-    settings = get_settings()
+    settings = resolve(get_settings())
     if concurrency:
         # The runner's semaphore and Celery's pool agree on the number of requests in flight.
         settings = settings.model_copy(update={"concurrency": concurrency})
@@ -215,9 +217,10 @@ def retry(
     from distill.config import get_settings
     from distill.db import session_scope
     from distill.jobs import publish, requeue
+    from distill.jobs.embedded import resolve
     from distill.jobs.lease import stuck_job_ids
 
-    settings = get_settings()
+    settings = resolve(get_settings())
     to_publish: list[int] = []
     report: list[str] = []
     with session_scope() as session:
@@ -263,9 +266,10 @@ def reconcile(
 
     from distill.config import get_settings
     from distill.db import get_engine
+    from distill.jobs.embedded import resolve
     from distill.jobs.reconcile import reconcile as run_reconcile
 
-    settings = get_settings()
+    settings = resolve(get_settings())
     try:
         done = run_reconcile(
             get_engine(settings.database_url),

@@ -31,7 +31,9 @@ def redis_url(broker_url: str) -> str | None:
     if scheme in ("redis", "rediss"):
         return broker_url
     if scheme == "redis+socket":  # kombu's spelling of a unix socket
-        return "unix://" + broker_url.removeprefix("redis+socket://")
+        # kombu names the database `virtual_host` in a socket URL's query; redis-py, `db`.
+        rest = broker_url.removeprefix("redis+socket://").replace("virtual_host=", "db=")
+        return "unix://" + rest
     return None
 
 

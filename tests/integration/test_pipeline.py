@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
+from distill.assets import SAMPLE_QUESTIONS
 from distill.cli import app
 from distill.config import Settings, get_settings
 from distill.db import session_scope
@@ -21,8 +22,8 @@ from tests.support.workers import Worker, count, redis_db, wait_until
 pytestmark = pytest.mark.vllm
 cli = CliRunner()
 
-QUESTIONS = Path(__file__).resolve().parents[1] / "assets" / "tiny_mcq.jsonl"
-# A budget the tiny teacher's long chains run past (its model card: tests/assets/tiny_teacher).
+QUESTIONS = SAMPLE_QUESTIONS
+# A budget the tiny teacher's long chains run past (its model card: distill/assets/tiny_teacher).
 MAX_TOKENS = 96
 
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from pathlib import Path
 
 import pytest
 
-TINY_TEACHER_DIR = Path(__file__).resolve().parents[1] / "assets" / "tiny_teacher"
-TINY_TEACHER_NAME = "tiny-teacher"
+from distill.assets import TINY_TEACHER_DIR, TINY_TEACHER_NAME
+
+__all__ = ["TINY_TEACHER_DIR", "TINY_TEACHER_NAME", "require_vllm_tier"]
 
 
 def require_vllm_tier() -> None:
