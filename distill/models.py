@@ -225,8 +225,63 @@ class Worker(Base):
     stopped_at: Mapped[datetime | None]
 
 
+class EvalRun(Base):
+    """One `distill eval`: an endpoint and model asked every question of one exported split.
+
+    What was asked is recorded so that the same command continues an interrupted run (the
+    parameters and the split's fingerprint match) instead of starting over."""
+
+    __tablename__ = "eval_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(128))
+    url: Mapped[str] = mapped_column(String(512))  # credentials removed
+    model: Mapped[str] = mapped_column(String(256))
+    data: Mapped[str] = mapped_column(String(1024))
+    split: Mapped[str] = mapped_column(String(64))
+    mode: Mapped[str] = mapped_column(String(16))  # reasoning | direct: how the answer is read
+    # sha256 of the records' ids and prompts, in order: the same split, whatever its path.
+    fingerprint: Mapped[str] = mapped_column(String(64), index=True)
+    params: Mapped[dict[str, Any]]  # max_tokens, temperature, top_p, limit
+    budget_seconds: Mapped[float | None] = mapped_column(Float)
+    questions: Mapped[int]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+    items: Mapped[list[EvalItem]] = relationship(back_populates="run")
+
+
+class EvalItem(Base):
+    """One question of an eval run, answered: the reply as the server gave it and how it read."""
+
+    __tablename__ = "eval_items"
+    __table_args__ = (UniqueConstraint("eval_run_id", "record_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    eval_run_id: Mapped[int] = mapped_column(ForeignKey("eval_runs.id"), index=True)
+    record_id: Mapped[str] = mapped_column(String(128))
+    question_id: Mapped[str] = mapped_column(String(128), index=True)
+    subject: Mapped[str] = mapped_column(String(256))
+    gold: Mapped[str] = mapped_column(String(1))
+    # The letter read from the reply (after the close marker in reasoning mode); None: no answer.
+    letter: Mapped[str | None] = mapped_column(String(1))
+    closed: Mapped[bool]  # the think block closed (reasoning mode; always False in direct)
+    finish_reason: Mapped[str | None] = mapped_column(String(32))
+    prompt_tokens: Mapped[int | None]
+    completion_tokens: Mapped[int | None]
+    latency_s: Mapped[float | None] = mapped_column(Float)
+    text: Mapped[str] = mapped_column(Text)
+    reasoning: Mapped[str | None] = mapped_column(Text)  # a server's separate reasoning field
+    error: Mapped[str | None] = mapped_column(Text)  # a request the server refused (e.g. a 400)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    run: Mapped[EvalRun] = relationship(back_populates="items")
+
+
 __all__ = [
     "Base",
+    "EvalItem",
+    "EvalRun",
     "Generation",
     "Job",
     "JobStatus",
