@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -15,3 +16,11 @@ def url(value: str) -> str:
         return value
     host = parts.netloc.rsplit("@", 1)[1]
     return urlunsplit(parts._replace(netloc=f"***@{host}"))
+
+
+_USERINFO = re.compile(r"(\b[a-zA-Z][\w+.-]*://)[^/\s@]+@")
+
+
+def text(value: str) -> str:
+    """`value` with the credentials of every URL in it removed (error messages quote URLs)."""
+    return _USERINFO.sub(r"\1***@", value)

@@ -16,6 +16,7 @@ from sqlalchemy import exc as sa_exc
 
 from distill.config import Settings
 from distill.db import session_scope
+from distill.errors import UserError
 from distill.jobs import broker as marks
 from distill.jobs import publish, reconcile, results
 from distill.jobs.lease import Success, claim, finish, renew
@@ -189,6 +190,70 @@ def test_an_interrupted_publish_leaves_the_rest_to_the_reconciler(
     with session_scope(engine) as s:
         unsent = s.scalar(select(func.count()).where(Job.published_at.is_(None)))
     assert unsent == 20 and broker.llen(TEACHER_QUEUE) == 10  # nothing lost: marked unsent
+
+
+def test_a_failed_publish_says_which_side_failed_and_how_without_secrets(
+    engine: Engine, broker: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A locked database while marking messages sent is not "the broker is unreachable"; and
+    the broker's own error is quoted, its URL's password removed."""
+    add_questions(engine, 4)
+    ids = enqueue(engine, 4).job_ids
+
+    def locked(routes: Any, **kw: Any) -> int:
+        raise sa_exc.OperationalError("UPDATE jobs", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(publish, "publish", locked)
+    with session_scope(engine) as s, pytest.raises(UserError) as caught:
+        publish.commit_and_publish(s, ids, broker_url=_url(broker))
+    assert "recording which were sent failed" in str(caught.value)
+    assert "database is locked" in str(caught.value) and "broker" not in str(caught.value)
+
+    def refused(routes: Any, **kw: Any) -> int:
+        raise OSError("connecting to redis://:hunter2@127.0.0.1:1/0 was refused")
+
+    monkeypatch.setattr(publish, "publish", refused)
+    monkeypatch.setattr(marks, "mark", lambda url: None)
+    with session_scope(engine) as s, pytest.raises(UserError) as caught:
+        publish.commit_and_publish(s, ids, broker_url="redis://:hunter2@127.0.0.1:1/0")
+    message = str(caught.value)
+    assert "unreachable (OSError: connecting to redis://***@127.0.0.1:1/0 was refused)" in message
+    assert "hunter2" not in message
+
+
+def test_marking_messages_sent_survives_a_deadlock_victim(
+    engine: Engine, broker: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen in benchmarks/bench_queue.py on PostgreSQL: workers finish a chunk's jobs before the
+    enqueue marks them sent, and PostgreSQL aborts the marking as a deadlock victim. It is
+    retried; the enqueue succeeds."""
+    add_questions(engine, 6)
+    ids = enqueue(engine, 6).job_ids
+    real = publish.session_scope
+    victims = 0
+
+    def scope(*args: Any, **kwargs: Any) -> Any:
+        nonlocal victims
+        if victims < 2:
+            victims += 1
+            raise sa_exc.OperationalError("UPDATE jobs", {}, Exception("deadlock detected"))
+        return real(*args, **kwargs)
+
+    original = publish._mark_published
+
+    def marking(engine_: Engine, chunk: Any) -> None:
+        monkeypatch.setattr(publish, "session_scope", scope)
+        try:
+            original(engine_, chunk)
+        finally:
+            monkeypatch.setattr(publish, "session_scope", real)
+
+    monkeypatch.setattr(publish, "_mark_published", marking)
+    with session_scope(engine) as s:
+        assert publish.commit_and_publish(s, ids, broker_url=_url(broker)).jobs == 6
+    assert victims == 2
+    with session_scope(engine) as s:
+        assert s.scalar(select(func.count()).where(Job.published_at.is_(None))) == 0
 
 
 def test_a_lost_broker_is_noticed_once(broker: redis.Redis) -> None:

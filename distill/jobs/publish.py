@@ -16,7 +16,9 @@ from functools import lru_cache
 
 from celery import Celery
 from sqlalchemy import Engine, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from distill import redact
 from distill.db import session_scope
@@ -99,15 +101,30 @@ def publish_committed(engine: Engine, job_ids: Sequence[int], *, broker_url: str
         with session_scope(engine) as session:
             routes = job_routes(session, chunk)
         publish(routes, broker_url=broker_url)
-        with session_scope(engine) as session:
+        _mark_published(engine, chunk)
+        sent += len(chunk)
+    return sent
+
+
+def _mark_published(engine: Engine, chunk: Sequence[int]) -> None:
+    """Record that the chunk's messages reached the broker. Workers are claiming and finishing
+    the same rows by now (an instant teacher answers before this runs), so PostgreSQL can pick
+    this statement as a deadlock victim, or SQLite find the file locked: retried, as such
+    transient conflicts are. Were it to fail for good the messages are sent all the same; the
+    reconciler would only send them again (a duplicate changes nothing)."""
+    for attempt in Retrying(
+        stop=stop_after_attempt(6),
+        wait=wait_random_exponential(multiplier=0.05, max=2),
+        retry=retry_if_exception_type(OperationalError),
+        reraise=True,
+    ):
+        with attempt, session_scope(engine) as session:
             session.execute(
                 update(Job)
                 .where(Job.id.in_(chunk))
                 .values(published_at=utcnow())
                 .execution_options(synchronize_session=False)
             )
-        sent += len(chunk)
-    return sent
 
 
 @dataclass(frozen=True)
@@ -137,9 +154,17 @@ def commit_and_publish(session: Session, job_ids: Sequence[int], *, broker_url: 
             "reconciler sends the rest within a minute (or run `distill reconcile`)"
         ) from None
     except Exception as exc:
+        # Say which side failed, and how: a locked database is not an unreachable broker.
+        detail = redact.text(str(exc).strip().splitlines()[0][:200]) if str(exc).strip() else ""
+        what = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+        if type(exc).__module__.startswith("sqlalchemy"):
+            raise UserError(
+                f"{len(job_ids)} job(s) saved, but recording which were sent failed ({what}); "
+                "a worker's reconciler sends any that were not (or run `distill reconcile`)"
+            ) from exc
         raise UserError(
             f"{len(job_ids)} job(s) saved but the broker at {redact.url(broker_url)} is "
-            f"unreachable ({type(exc).__name__}); a worker's reconciler sends them once it "
-            "answers (or run `distill reconcile`)"
+            f"unreachable ({what}); a worker's reconciler sends them once it answers (or run "
+            "`distill reconcile`)"
         ) from exc
     return Published(jobs=sent)
