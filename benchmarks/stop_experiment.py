@@ -112,10 +112,7 @@ def generate_chains(work: Path, train: list[Any], samples: int) -> dict[str, Any
     (work / "train.jsonl").write_text("".join(json.dumps(q.to_json()) + "\n" for q in train))
     broker = EmbeddedBroker(Settings().data_path / "broker")
     was_running = broker.answers()
-    url = f"{broker.ensure()}?virtual_host={REDIS_DB}"
-    with broker.client() as client:
-        client.execute_command("SELECT", REDIS_DB)
-        client.flushdb()
+    url = broker.fresh_database(REDIS_DB)
     started = time.monotonic()
     teacher = start_teacher(
         model_dir=TINY_TEACHER_DIR, served_name=TINY_TEACHER_NAME, log_path=work / "teacher.log"

@@ -27,6 +27,7 @@ from distill.jobs.broker import redis_url
 from distill.jobs.embedded import EmbeddedBroker, resolve
 from distill.models import JobStatus
 from distill.teacher.server import free_port
+from tests.support.embedded import short_data_dir
 from tests.support.factories import add_questions
 from tests.support.fake_openai import FakeOpenAIServer
 from tests.support.workers import Worker, count
@@ -35,12 +36,9 @@ CLI = [sys.executable, "-c", "from distill.cli import main; main()"]
 
 
 @pytest.fixture
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    # Short: a unix socket's path is limited to ~104 bytes, and pytest's tmp paths are long.
-    directory = Path(f"/tmp/dist-eb-{os.getpid()}-{time.monotonic_ns() % 10**6}")
-    yield directory
-    EmbeddedBroker(directory / "broker").stop()
-    subprocess.run(["rm", "-rf", str(directory)], check=False)
+def data_dir() -> Iterator[Path]:
+    with short_data_dir("dist-eb") as directory:
+        yield directory
 
 
 @pytest.fixture

@@ -162,13 +162,9 @@ def staging(out: Path, *, failed_logs: Path) -> Iterator[Path]:
                 shutil.move(work / "logs", failed_logs)
         shutil.rmtree(work, ignore_errors=True)
         raise
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        out.rename(old)
-        work.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        work.rename(out)
+    from distill.export.outdir import move_into_place
+
+    move_into_place(work, out)
 
 
 @dataclass
@@ -195,10 +191,7 @@ class DemoRun:
         teacher = None
         try:
             step("broker", "the embedded broker (a Redis-protocol server on a unix socket)")
-            url = f"{broker.ensure()}?virtual_host={DEMO_REDIS_DB}"
-            with broker.client() as client:
-                client.execute_command("SELECT", DEMO_REDIS_DB)
-                client.flushdb()
+            url = broker.fresh_database(DEMO_REDIS_DB)
             note(f"{broker.url} (pid {broker.pid()}, database {DEMO_REDIS_DB})")
             step("teacher", "the tiny teacher on vLLM's CPU build (about a minute to start)")
             started = time.monotonic()

@@ -232,10 +232,11 @@ def _run(
             "ask them again",
             highlight=False,
         )
-    with session_scope(engine) as session:
-        stored = session.get(EvalRun, run.id)
-        assert stored is not None
-        if not pending(engine, stored, questions):
+    if not failed:
+        # Every question asked now has its reply (or refusal) stored: the eval is complete.
+        with session_scope(engine) as session:
+            stored = session.get(EvalRun, run.id)
+            assert stored is not None
             stored.finished_at = stored.finished_at or utcnow()
     with session_scope(engine) as session:
         return report_mod.report(*report_mod.load(session, run.id))

@@ -43,6 +43,11 @@ def staged(out: Path, *, overwrite: bool) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    move_into_place(staging, out)
+
+
+def move_into_place(staging: Path, out: Path) -> None:
+    """`staging` becomes `out`, replacing what was there (two renames: never half of each)."""
     if out.exists():
         old = out.parent / f".{out.name}.old-{os.getpid()}"
         out.rename(old)

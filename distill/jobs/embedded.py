@@ -147,6 +147,15 @@ class EmbeddedBroker:
         self._remove_leftovers()
         return pid
 
+    def fresh_database(self, db: int) -> str:
+        """The URL of database `db` of this server (started if need be), emptied first: for a
+        run whose messages must not meet an earlier one's (the demo, the stop experiment)."""
+        url = f"{self.ensure()}?virtual_host={db}"
+        with self.client() as client:
+            client.execute_command("SELECT", db)
+            client.flushdb()
+        return url
+
     def other_clients(self) -> int:
         """Connections other than the one asking: workers, commands, Flower."""
         try:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from distill.jobs.embedded import EmbeddedBroker
+from tests.support.embedded import short_data_dir
 from tests.support.vllm import require_vllm_tier
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
@@ -27,11 +28,8 @@ PIDS = re.compile(r"\(pid (\d+)|^\s+pid (\d+), log", re.MULTILINE)
 
 @pytest.fixture
 def data_dir() -> Iterator[Path]:
-    # Short: the embedded broker's unix socket lives in it.
-    directory = Path(f"/tmp/dist-demo-{os.getpid()}-{time.monotonic_ns() % 10**6}")
-    yield directory
-    EmbeddedBroker(directory / "broker").stop()
-    subprocess.run(["rm", "-rf", str(directory)], check=False)
+    with short_data_dir("dist-demo") as directory:
+        yield directory
 
 
 def _env(data_dir: Path) -> dict[str, str]:

@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 
 from distill.jobs.embedded import EmbeddedBroker
 from distill.teacher.server import free_port
+from tests.support.embedded import short_data_dir
 from tests.support.vllm import require_vllm_tier
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
@@ -33,10 +33,8 @@ def one_machine_block() -> str:
 
 @pytest.fixture
 def data_dir() -> Iterator[Path]:
-    directory = Path(f"/tmp/dist-readme-{os.getpid()}-{time.monotonic_ns() % 10**6}")
-    yield directory
-    EmbeddedBroker(directory / "broker").stop()
-    subprocess.run(["rm", "-rf", str(directory)], check=False)
+    with short_data_dir("dist-readme") as directory:
+        yield directory
 
 
 def test_the_readme_one_machine_block_runs_as_written(tmp_path: Path, data_dir: Path) -> None:
