@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
-from distill.cli import broker, db, demo, evaluate, export, importing, jobs, teacher
+from distill.cli import broker, db, demo, evaluate, export, importing, jobs, teacher, ui
 from distill.errors import UserError
 
 
@@ -100,6 +100,7 @@ app.add_typer(broker.app, name="broker")
 app.command()(export.export)
 app.command("eval", help=evaluate.HELP)(evaluate.eval_)
 app.command(help=demo.HELP)(demo.demo)
+app.command(help=ui.HELP)(ui.ui)
 
 
 def main() -> None:

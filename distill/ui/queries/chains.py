@@ -1,0 +1,263 @@
+"""The chain browser's list: filters, sort, LIMIT/OFFSET pages, over small columns.
+
+Only the page's rows are read, with the first characters of each question; a question's
+difficulty (1 - pass rate over its finished samples, in the selected run if one is) is computed
+for the page's questions only, unless the filters or the sort need it for every question."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import ColumnElement, Float, Select, case, cast, func, select
+from sqlalchemy.orm import Session
+
+from distill.choices import gold_letter
+from distill.models import Generation, Job, Outcome, Question
+from distill.ui.forms import Blank
+
+PER_PAGE = 50
+PREVIEW_CHARS = 160
+
+
+class Sort(enum.StrEnum):
+    newest = "newest"
+    oldest = "oldest"
+    longest = "longest"
+    shortest = "shortest"
+    slowest = "slowest"
+    fastest = "fastest"
+    hardest = "hardest"
+    easiest = "easiest"
+
+
+Share = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class ChainFilters(BaseModel):
+    """The browser's query string. An empty field (as a form sends it) means "any"."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    run: Annotated[int | None, Blank] = None
+    subject: Annotated[Annotated[str, Field(max_length=128)] | None, Blank] = None
+    outcome: Annotated[Outcome | None, Blank] = None
+    finish: Annotated[Annotated[str, Field(max_length=32)] | None, Blank] = None
+    dmin: Annotated[Share | None, Blank] = None
+    dmax: Annotated[Share | None, Blank] = None
+    q: Annotated[Annotated[str, Field(max_length=200)] | None, Blank] = None
+    sort: Sort = Sort.newest
+    page: Annotated[int, Field(ge=1, le=100_000)] = 1
+
+    @property
+    def needs_difficulty(self) -> bool:
+        return (
+            self.dmin is not None
+            or self.dmax is not None
+            or self.sort in (Sort.hardest, Sort.easiest)
+        )
+
+    def params(self) -> dict[str, object]:
+        """As a query string's parameters, without the defaults."""
+        return self.model_dump(mode="json", exclude_defaults=True)
+
+
+@dataclass(frozen=True, slots=True)
+class ChainRow:
+    generation_id: int
+    job_id: int
+    run_id: int
+    question_id: int
+    sample_index: int
+    subject: str
+    question: str  # the first PREVIEW_CHARS characters
+    outcome: Outcome
+    finish_reason: str | None
+    completion_tokens: int | None
+    latency_s: float
+    predicted: str | None
+    gold: str
+    difficulty: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChainPage:
+    rows: list[ChainRow]
+    page: int
+    per_page: int
+    total: int | None  # None when a text search makes counting as slow as reading everything
+    has_next: bool
+
+    @property
+    def pages(self) -> int | None:
+        return None if self.total is None else max(1, -(-self.total // self.per_page))
+
+
+def difficulty_by_question(*, run_id: int | None) -> Any:
+    """Per question: 1 - (correct / finished samples), as a subquery (qid, difficulty)."""
+    correct = func.sum(case((Generation.outcome == Outcome.correct, 1.0), else_=0.0))
+    stmt = (
+        select(
+            Job.question_id.label("qid"),
+            (1.0 - cast(correct, Float) / func.count()).label("difficulty"),
+        )
+        .select_from(Generation)
+        .join(Job, Job.id == Generation.job_id)
+        .group_by(Job.question_id)
+    )
+    if run_id is not None:
+        stmt = stmt.where(Job.run_id == run_id)
+    return stmt.subquery("difficulty")
+
+
+def text_match(session: Session, column: Any, text: str) -> ColumnElement[bool]:
+    """Case-insensitive substring match: SQLite's LIKE already is; PostgreSQL needs ILIKE."""
+    if session.get_bind().dialect.name == "sqlite":
+        return column.contains(text, autoescape=True)  # type: ignore[no-any-return]
+    return column.icontains(text, autoescape=True)  # type: ignore[no-any-return]
+
+
+def _where(session: Session, filters: ChainFilters) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = []
+    if filters.run is not None:
+        where.append(Job.run_id == filters.run)
+    if filters.subject is not None:
+        where.append(Question.subject == filters.subject)
+    if filters.outcome is not None:
+        where.append(Generation.outcome == filters.outcome)
+    if filters.finish is not None:
+        if filters.finish == "none":
+            where.append(Generation.finish_reason.is_(None))
+        else:
+            where.append(Generation.finish_reason == filters.finish)
+    if filters.q:
+        where.append(
+            text_match(session, Question.question, filters.q)
+            | text_match(session, Generation.reasoning, filters.q)
+        )
+    return where
+
+
+def _order(filters: ChainFilters, difficulty: Any) -> list[Any]:
+    by: dict[Sort, list[Any]] = {
+        Sort.newest: [Generation.id.desc()],
+        Sort.oldest: [Generation.id.asc()],
+        Sort.longest: [Generation.completion_tokens.desc().nulls_last(), Generation.id.desc()],
+        Sort.shortest: [Generation.completion_tokens.asc().nulls_last(), Generation.id.asc()],
+        Sort.slowest: [Generation.latency_s.desc(), Generation.id.desc()],
+        Sort.fastest: [Generation.latency_s.asc(), Generation.id.asc()],
+    }
+    if filters.sort is Sort.hardest:
+        return [difficulty.c.difficulty.desc(), Generation.id.desc()]
+    if filters.sort is Sort.easiest:
+        return [difficulty.c.difficulty.asc(), Generation.id.asc()]
+    return by[filters.sort]
+
+
+def _filtered(
+    session: Session, stmt: Select[Any], filters: ChainFilters
+) -> tuple[Select[Any], Any]:
+    stmt = stmt.join(Job, Job.id == Generation.job_id).join(
+        Question, Question.id == Job.question_id
+    )
+    difficulty = None
+    if filters.needs_difficulty:
+        difficulty = difficulty_by_question(run_id=filters.run)
+        stmt = stmt.join(difficulty, difficulty.c.qid == Job.question_id)
+        if filters.dmin is not None:
+            stmt = stmt.where(difficulty.c.difficulty >= filters.dmin - 1e-9)
+        if filters.dmax is not None:
+            stmt = stmt.where(difficulty.c.difficulty <= filters.dmax + 1e-9)
+    return stmt.where(*_where(session, filters)), difficulty
+
+
+def list_chains(session: Session, *, filters: ChainFilters, per_page: int = PER_PAGE) -> ChainPage:
+    columns = select(
+        Generation.id,
+        Job.id,
+        Job.run_id,
+        Job.question_id,
+        Job.sample_index,
+        Question.subject,
+        func.substr(Question.question, 1, PREVIEW_CHARS),
+        Generation.outcome,
+        Generation.finish_reason,
+        Generation.completion_tokens,
+        Generation.latency_s,
+        Generation.predicted_letter,
+        Job.choice_order,
+        Question.answer_index,
+    ).select_from(Generation)
+    stmt, difficulty = _filtered(session, columns, filters)
+    stmt = stmt.order_by(*_order(filters, difficulty))
+    offset = (filters.page - 1) * per_page
+    rows = session.execute(stmt.limit(per_page + 1).offset(offset)).all()
+    has_next = len(rows) > per_page
+    rows = rows[:per_page]
+    scores = difficulties(session, question_ids={r[3] for r in rows}, run_id=filters.run)
+    total = None
+    if not filters.q:
+        counted, _ = _filtered(session, select(func.count()).select_from(Generation), filters)
+        total = int(session.scalar(counted) or 0)
+    return ChainPage(
+        rows=[
+            ChainRow(
+                generation_id=r[0],
+                job_id=r[1],
+                run_id=r[2],
+                question_id=r[3],
+                sample_index=r[4],
+                subject=r[5],
+                question=r[6],
+                outcome=r[7],
+                finish_reason=r[8],
+                completion_tokens=r[9],
+                latency_s=r[10],
+                predicted=r[11],
+                gold=_gold(r[12], r[13]),
+                difficulty=scores.get(r[3]),
+            )
+            for r in rows
+        ],
+        page=filters.page,
+        per_page=per_page,
+        total=total,
+        has_next=has_next,
+    )
+
+
+def _gold(order: list[int], answer_index: int) -> str:
+    try:
+        return gold_letter(tuple(order), answer_index)
+    except ValueError:
+        return "?"
+
+
+def difficulties(
+    session: Session, *, question_ids: set[int], run_id: int | None
+) -> dict[int, float]:
+    """Difficulty of the given questions only (an indexed lookup per question)."""
+    if not question_ids:
+        return {}
+    correct = func.sum(case((Generation.outcome == Outcome.correct, 1), else_=0))
+    stmt = (
+        select(Job.question_id, correct, func.count())
+        .select_from(Job)
+        .join(Generation, Generation.job_id == Job.id)
+        .where(Job.question_id.in_(sorted(question_ids)))
+        .group_by(Job.question_id)
+    )
+    if run_id is not None:
+        stmt = stmt.where(Job.run_id == run_id)
+    return {qid: 1.0 - int(c) / int(n) for qid, c, n in session.execute(stmt) if n}
+
+
+# What servers report (OpenAI's API, vLLM's "abort"); "none": a generation stored without one.
+FINISH_REASONS = ("stop", "length", "abort", "content_filter", "tool_calls", "none")
+
+
+def subjects(session: Session) -> list[str]:
+    """Every subject, for the filter menu (from the subject index, not the table)."""
+    return list(session.scalars(select(Question.subject).distinct().order_by(Question.subject)))

@@ -1,0 +1,1 @@
+"""The pages, one module each; GET only: the UI never writes."""
