@@ -141,6 +141,9 @@ def seed(engine: Engine) -> Seeded:
         for i, job in enumerate(jobs):
             job.finished_at = now - timedelta(seconds=600 - 12 * i)
             job.started_at = job.finished_at - timedelta(seconds=5 + i % 7)
+        for generation in s.scalars(select(Generation)):
+            tokens = generation.completion_tokens or 0
+            generation.latency_s = round(0.4 + tokens / 210 + (generation.id % 5) * 0.3, 2)
         count = len(s.scalars(select(Generation.id)).all())
         ids = (run_a.id, run_b.id, run_c.id)
         return Seeded(

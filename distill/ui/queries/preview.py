@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, func, select
 
+from distill.choices import LETTERS
 from distill.errors import UserError
 from distill.export.pipeline import load_data
 from distill.export.plan import build_plan
@@ -100,9 +101,12 @@ def compute_preview(engine: Engine, *, request: PreviewRequest) -> Preview:
         return Preview(error=str(exc))
     formats = {}
     for fmt, fmt_plan in plan.formats.items():
+        splits = fmt_plan.by_split()
+        widest = max((r.n_options for rs in splits.values() for r in rs), default=0)
         letters: dict[str, dict[str, int]] = {}
-        for split, records in fmt_plan.by_split().items():
-            letters[str(split)] = dict(sorted(Counter(r.letter for r in records).items()))
+        for split, records in splits.items():
+            counts = Counter(r.letter for r in records)
+            letters[str(split)] = {letter: counts[letter] for letter in LETTERS[:widest]}
         formats[str(fmt)] = FormatPreview(
             funnel=list(fmt_plan.funnel),
             balance=fmt_plan.balance,
