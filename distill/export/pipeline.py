@@ -113,6 +113,9 @@ def export_dataset(
         progress=progress,
     )
     plan = build_plan(data, options=options, eval_index=eval_index)
+    # The plan keeps what writing needs; a million samples' rows would only sit in memory.
+    run_ids, exact_tokens = {s.run_id for s in data.samples}, data.exact_tokens
+    del data
     for fmt_plan in plan.formats.values():
         if not fmt_plan.train and not fmt_plan.validation:
             raise UserError(_nothing_left(fmt_plan))
@@ -125,7 +128,7 @@ def export_dataset(
             report = report.model_copy(update={"text_without_bos": template.adds_bos})
             logger.warning("%s", report.detail)
     with engine.connect() as conn:
-        runs = load_runs(conn, run_ids={s.run_id for s in data.samples})
+        runs = load_runs(conn, run_ids=run_ids)
     outputs: dict[Format, FormatManifest] = {}
     with staged(options.out, overwrite=options.overwrite) as root:
         directories: dict[Format, Path] = {}
@@ -145,7 +148,7 @@ def export_dataset(
                 ctx=ctx.model_copy(update={"mode": mode}),
                 renderer=renderer if name is Format.reasoning else None,
                 report=report if name is Format.reasoning else None,
-                exact_tokens=data.exact_tokens,
+                exact_tokens=exact_tokens,
                 progress=progress,
             )
         manifest = _manifest(options, plan, outputs, runs, unfinished, report)
