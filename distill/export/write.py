@@ -1,9 +1,13 @@
 """Building, validating and writing the records of one format, split by split, in chunks.
 
 Chains are read again here, only for the chosen records and a chunk at a time, so memory holds a
-chunk of text, never the dataset. The `disk` output streams Arrow files first and hands them to
-`datasets` memory-mapped, with a fingerprint derived from their content: `save_to_disk` then
-writes the same bytes for the same data (its default fingerprint is random)."""
+chunk of text, never the dataset. The `disk` output is written as it streams too: each split's
+Arrow shards (at most `save_to_disk`'s default 500 MB each) by `datasets`' own `ArrowWriter`;
+then `save_to_disk` of an empty dataset of the same features writes the layout's JSON files
+(`dataset_dict.json`, `state.json`, `dataset_info.json`), and the shards are put in place. Handing
+`save_to_disk` the whole table instead would copy it through a memory map, whose pages count in
+the process's resident memory: gigabytes at a million generations. The fingerprint is derived
+from the shards' content (its default is random), so the same data gives the same bytes."""
 
 from __future__ import annotations
 
@@ -42,6 +46,7 @@ from schemas.export import (
 )
 
 ROWS_PER_BATCH = 2000
+SHARD_BYTES = 500 * 10**6  # save_to_disk's default max_shard_size ("500MB")
 Progress = Callable[[str, int, int | None], None]
 
 
@@ -181,18 +186,49 @@ class ParquetSink:
         self.writer.close()
 
 
-class ArrowStreamSink:
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
-        self.schema = schema
-        self.file = pa.OSFile(str(path), "wb")
-        self.writer = pa.ipc.new_stream(self.file, schema)
+class ShardSink:
+    """One split of a `save_to_disk` directory, as Arrow shards of at most `shard_bytes` written
+    by `datasets`' ArrowWriter (what `save_to_disk` writes them with), under temporary names
+    until `_save_to_disk` puts them in place."""
+
+    def __init__(
+        self, directory: Path, split: Split, schema: pa.Schema, *, shard_bytes: int | None = None
+    ) -> None:
+        from datasets import Features
+
+        self.directory, self.split, self.schema = directory, split, schema
+        self.features = Features.from_arrow_schema(schema)
+        self.shard_bytes = shard_bytes or SHARD_BYTES
+        self.paths: list[Path] = []
+        self.writer: Any = None
+        self.bytes = 0
 
     def write(self, rows: list[dict[str, Any]]) -> None:
-        self.writer.write_batch(pa.RecordBatch.from_pylist(rows, schema=self.schema))
+        if not rows:
+            return
+        table = pa.Table.from_pylist(rows, schema=self.schema)
+        if self.writer is None or (self.bytes and self.bytes + table.nbytes > self.shard_bytes):
+            self._next_shard()
+        self.writer.write_table(table)
+        self.bytes += table.nbytes
+
+    def _next_shard(self) -> None:
+        from datasets.arrow_writer import ArrowWriter
+
+        self._close_shard()
+        path = self.directory / f".{self.split}-{len(self.paths):05d}.arrow"
+        self.paths.append(path)
+        self.writer = ArrowWriter(features=self.features, path=str(path), embed_local_files=True)
+        self.bytes = 0
+
+    def _close_shard(self) -> None:
+        if self.writer is not None:
+            self.writer.finalize()
+            self.writer.close()
+            self.writer = None
 
     def close(self) -> None:
-        self.writer.close()
-        self.file.close()
+        self._close_shard()
 
 
 def write_format(
@@ -208,7 +244,7 @@ def write_format(
     directory.mkdir(parents=True, exist_ok=True)
     total = len(plan.train) + len(plan.validation)
     done = 0
-    arrow_files: dict[Split, Path] = {}
+    shards: dict[Split, ShardSink] = {}
     for split, planned in plan.by_split().items():
         sink: Sink
         if kind is OutputKind.jsonl:
@@ -216,8 +252,7 @@ def write_format(
         elif kind is OutputKind.parquet:
             sink = ParquetSink(directory / f"{split}.parquet", builder.schema)
         else:
-            arrow_files[split] = directory / f".{split}.arrow"
-            sink = ArrowStreamSink(arrow_files[split], builder.schema)
+            sink = shards[split] = ShardSink(directory, split, builder.schema)
         try:
             batch: list[dict[str, Any]] = []
             for record, row in zip(planned, builder.build(planned), strict=True):
@@ -244,7 +279,7 @@ def write_format(
         if progress:
             progress(f"writing {plan.fmt}", done, total)
     if kind is OutputKind.disk:
-        _save_to_disk(arrow_files, directory)
+        _save_to_disk(shards, directory)
 
 
 def _sha256(path: Path) -> str:
@@ -255,25 +290,42 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _save_to_disk(arrow_files: dict[Split, Path], directory: Path) -> None:
+def _save_to_disk(shards: dict[Split, ShardSink], directory: Path) -> None:
+    """The `save_to_disk` layout around the written shards: `datasets` writes the JSON files of
+    an empty dataset of the same features and fingerprint, the shards take the names it gives
+    data files, and its state lists them."""
     import datasets
-    from datasets.table import MemoryMappedTable
 
     bars = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()  # rich draws our progress; tqdm would interleave with it
     try:
-        splits = {}
-        for split, path in arrow_files.items():
-            table = MemoryMappedTable.from_file(str(path))
-            splits[str(split)] = datasets.Dataset(
-                table, split=datasets.Split(str(split)), fingerprint=_sha256(path)[:16]
+        empty = {}
+        for split, sink in shards.items():
+            digest = hashlib.sha256()
+            for path in sink.paths:
+                digest.update(_sha256(path).encode())
+            empty[str(split)] = datasets.Dataset(
+                pa.Table.from_batches([], schema=sink.schema),
+                split=datasets.Split(str(split)),
+                fingerprint=digest.hexdigest()[:16],
             )
-        datasets.DatasetDict(splits).save_to_disk(str(directory))
+        datasets.DatasetDict(empty).save_to_disk(str(directory))
+        for split, sink in shards.items():
+            target = directory / str(split)
+            names = [f"data-{i:05d}-of-{len(sink.paths):05d}.arrow" for i in range(len(sink.paths))]
+            for path, name in zip(sink.paths, names, strict=True):
+                path.replace(target / name)
+            state_path = target / datasets.config.DATASET_STATE_JSON_FILENAME
+            state = json.loads(state_path.read_text(encoding="utf-8"))
+            state["_data_files"] = [{"filename": name} for name in names]
+            # As save_to_disk writes it.
+            state_path.write_text(json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
     finally:
         if bars:
             datasets.enable_progress_bars()
-        for path in arrow_files.values():
-            path.unlink(missing_ok=True)
+        for sink in shards.values():
+            for path in sink.paths:
+                path.unlink(missing_ok=True)
 
 
 def file_hashes(directory: Path, *, skip: Sequence[str] = ()) -> dict[str, str]:
