@@ -45,6 +45,14 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, ge=1)
     # Teacher requests one worker keeps in flight.
     concurrency: int = Field(64, ge=1)
+    # Job ids per broker message. Celery's cost is per message, so fewer, larger messages cost
+    # the worker and the broker less per job; a worker holds about twice its concurrency in
+    # jobs (workers.main), so a much larger value leaves less for other workers on a short run.
+    jobs_per_message: int = Field(16, ge=1, le=1000)
+    # Jobs waiting in a broker queue at most. `enqueue` sends this many and leaves the rest in
+    # the database; workers send them as the queue drains (their reconciler), so a run of a
+    # million jobs keeps ~100k jobs' messages (a few MB) in Redis, not a million's.
+    broker_backlog: int = Field(100_000, ge=1)
     # How long a claim is valid without news from its worker. The worker renews the leases of
     # its jobs every heartbeat while their requests run, so a dead or frozen worker's jobs are
     # claimable again about a lease later, whatever the request timeout.

@@ -22,6 +22,7 @@ from distill.teacher.budget import Budget, read_budget
 from distill.teacher.client import OpenAITeacher
 from tests.support.factories import add_questions
 from tests.support.fake_openai import FakeOpenAIServer, prompt_tokens
+from tests.support.messages import queued_job_ids
 from tests.support.workers import TEACHER_QUEUE
 
 runner = CliRunner()
@@ -129,7 +130,7 @@ def test_enqueue_warns_when_the_longest_prompt_cuts_the_budget(
     assert result.exit_code == 0, result.output
     assert "warning: the longest prompt of this run takes" in result.output
     assert "vLLM shortens such budgets" in result.output
-    assert _runs(engine) == 1 and broker.llen(TEACHER_QUEUE) == 3
+    assert _runs(engine) == 1 and len(queued_job_ids(broker, TEACHER_QUEUE)) == 3
 
 
 def test_enqueue_without_a_reachable_teacher_warns_and_goes_on(

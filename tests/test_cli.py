@@ -19,6 +19,7 @@ from distill.db import session_scope
 from distill.jobs.lease import Success, claim, finish
 from distill.models import Job, JobStatus, Outcome
 from tests.support.factories import add_questions, enqueue, generation
+from tests.support.messages import queued_job_ids
 from tests.support.workers import TEACHER_QUEUE
 
 runner = CliRunner()
@@ -94,7 +95,7 @@ def test_unreachable_database_is_a_one_line_error(tmp_path: object) -> None:
     )
 
 
-def test_enqueue_publishes_one_message_per_job_after_commit(
+def test_enqueue_publishes_the_jobs_after_commit_a_chunk_to_a_message(
     settings: Settings, engine: Engine, broker: redis.Redis
 ) -> None:
     add_questions(engine, 10)
@@ -102,9 +103,10 @@ def test_enqueue_publishes_one_message_per_job_after_commit(
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)  # stderr may warn that no teacher answers
     assert summary["jobs"] == 8 and summary["questions"] == 4
-    assert broker.llen(TEACHER_QUEUE) == 8
+    assert len(queued_job_ids(broker, TEACHER_QUEUE)) == 8
     bodies = [json.loads(m) for m in broker.lrange(TEACHER_QUEUE, 0, -1)]
-    assert all(b["headers"]["task"] == "distill.run_job" for b in bodies)
+    assert all(b["headers"]["task"] == "distill.run_jobs" for b in bodies)
+    assert len(bodies) == 1  # 8 jobs, up to 16 to a message
     more = runner.invoke(app, ["enqueue", "--n", "100"])
     assert "only 6 unasked question(s) left" in more.output
 
@@ -139,9 +141,7 @@ def test_retry_failed_requeues_and_publishes(
     assert result.exit_code == 0 and "re-queued 2 failed job(s)" in result.output
     with session_scope(engine) as s:
         assert {(j.status, j.attempts) for j in s.scalars(select(Job))} == {(JobStatus.queued, 0)}
-    assert sorted(
-        json.loads(m)["headers"]["argsrepr"] for m in broker.lrange(TEACHER_QUEUE, 0, -1)
-    ) == sorted(f"[{i}]" for i in ids)
+    assert sorted(queued_job_ids(broker, TEACHER_QUEUE)) == sorted(ids)
 
 
 def test_retry_truncated_needs_a_bigger_budget(
@@ -168,7 +168,7 @@ def test_retry_truncated_needs_a_bigger_budget(
     # The retried generation is not offered again; the new job is queued and published.
     again = runner.invoke(app, ["retry", "--truncated", "--max-tokens", "2048"])
     assert "created 0 job(s)" in again.output
-    assert broker.llen(TEACHER_QUEUE) == 1
+    assert len(queued_job_ids(broker, TEACHER_QUEUE)) == 1
 
 
 def test_retry_stuck_republishes_queued_and_expired(
@@ -178,7 +178,7 @@ def test_retry_stuck_republishes_queued_and_expired(
     enqueue(engine, 3)
     result = runner.invoke(app, ["retry", "--stuck"])
     assert result.exit_code == 0 and "re-publishing 3" in result.output
-    assert broker.llen(TEACHER_QUEUE) == 3
+    assert len(queued_job_ids(broker, TEACHER_QUEUE)) == 3
 
 
 def test_a_command_where_there_is_no_database_says_so_and_creates_none(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from distill.jobs.outage import CONSECUTIVE, OutageGate
 from distill.models import Generation, Job, JobStatus, utcnow
 from distill.teacher.client import TeacherError
 from tests.support.factories import add_questions, enqueue, generation
+from tests.support.messages import queued_job_ids
 from tests.support.workers import TEACHER_QUEUE
 
 
@@ -144,23 +145,19 @@ def test_the_reconciler_sends_what_was_never_published_and_what_the_broker_lost(
     add_questions(engine, 6)
     ids = enqueue(engine, 6).job_ids  # committed, never published (as after an interrupt)
     with session_scope(engine) as s:
-        s.execute(update(Job).values(created_at=utcnow() - timedelta(minutes=5)))
+        s.execute(update(Job).values(updated_at=utcnow() - timedelta(minutes=5)))
     broker_url = _url(broker)
     done = reconcile.reconcile(engine, broker_url=broker_url, max_attempts=3, lease_seconds=60)
     # The broker held no mark: it "lost" everything, and every queued job was sent once.
-    assert done.published == 6 and broker.llen(TEACHER_QUEUE) == 6
+    assert done.published == 6 and len(queued_job_ids(broker, TEACHER_QUEUE)) == 6
     with session_scope(engine) as s:
         assert s.scalar(select(func.count()).where(Job.published_at.is_(None))) == 0
     again = reconcile.reconcile(engine, broker_url=broker_url, max_attempts=3, lease_seconds=60)
-    assert not again and broker.llen(TEACHER_QUEUE) == 6  # nothing more to do
+    assert not again and len(queued_job_ids(broker, TEACHER_QUEUE)) == 6  # nothing more
     broker.flushall()  # the broker loses its messages
     lost = reconcile.reconcile(engine, broker_url=broker_url, max_attempts=3, lease_seconds=60)
-    assert lost.broker_lost and lost.published == 6 and broker.llen(TEACHER_QUEUE) == 6
-    assert sorted(int(m.split(b'"argsrepr": "[')[1].split(b"]")[0]) for m in _bodies(broker)) == ids
-
-
-def _bodies(client: redis.Redis) -> list[bytes]:
-    return [bytes(m) for m in client.lrange(TEACHER_QUEUE, 0, -1)]
+    assert lost.broker_lost and lost.published == 6
+    assert sorted(queued_job_ids(broker, TEACHER_QUEUE)) == ids
 
 
 def _url(client: redis.Redis) -> str:
@@ -189,7 +186,7 @@ def test_an_interrupted_publish_leaves_the_rest_to_the_reconciler(
         publish.commit_and_publish(s, ids, broker_url=_url(broker))
     with session_scope(engine) as s:
         unsent = s.scalar(select(func.count()).where(Job.published_at.is_(None)))
-    assert unsent == 20 and broker.llen(TEACHER_QUEUE) == 10  # nothing lost: marked unsent
+    assert unsent == 20 and len(queued_job_ids(broker, TEACHER_QUEUE)) == 10  # marked unsent
 
 
 def test_a_failed_publish_says_which_side_failed_and_how_without_secrets(
@@ -430,15 +427,15 @@ def test_messages_a_dead_worker_took_and_never_claimed_are_given_back(
         routes = publish.job_routes(s, [waiting, done])
         delayed = publish.job_routes(s, [later])
         s.execute(update(Job).where(Job.id == done).values(status=JobStatus.done))
-    publish.publish(routes, broker_url=url)
+    publish.publish(routes, broker_url=url, per_message=1)
     publish.publish(delayed, broker_url=url, countdown=3600)
     took = subprocess.run(
         [sys.executable, "-c", _TAKE_AND_DIE, url, TEACHER_QUEUE, "3"], check=False, timeout=60
     )
     assert took.returncode == 0 and broker.llen(TEACHER_QUEUE) == 0
-    held = marks.held_too_long(url, task_name=publish.TASK_NAME, older_than=0)
-    assert sorted(held.values()) == [waiting, done]  # the countdown is not due for an hour
+    held = marks.held_too_long(url, task_names=publish.TASK_NAMES, older_than=0)
+    assert sorted(held.values()) == [[waiting], [done]]  # the countdown is not due for an hour
     assert reconcile.held_by_the_dead(engine, broker_url=url, lease_seconds=3600) == 0  # too soon
     assert reconcile.held_by_the_dead(engine, broker_url=url, lease_seconds=0) == 1
-    assert [int(m.split(b'"argsrepr": "[')[1].split(b"]")[0]) for m in _bodies(broker)] == [waiting]
+    assert queued_job_ids(broker, TEACHER_QUEUE) == [waiting]
     assert reconcile.held_by_the_dead(engine, broker_url=url, lease_seconds=0) == 0  # once

@@ -4,7 +4,6 @@ own environment says; a job for another model or prompt version is never sent, n
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from sqlalchemy import Engine, select, update
 from distill.config import Settings
 from distill.db import session_scope
 from distill.jobs.enqueue import create_run
-from distill.jobs.publish import LEGACY_QUEUE, TASK_NAME, producer_app, queue_name
+from distill.jobs.publish import LEGACY_QUEUE, SINGLE_TASK_NAME, producer_app, queue_name
 from distill.jobs.runner import Runner
 from distill.models import Generation, Job, JobStatus
 from distill.prompts import PROMPT_VERSION
@@ -23,6 +22,7 @@ from distill.teacher.client import OpenAITeacher, TeacherError
 from tests.support.factories import add_questions
 from tests.support.fake_openai import FakeOpenAIServer
 from tests.support.fake_teacher import FakeTeacher, answer
+from tests.support.messages import job_ids
 from tests.support.workers import Worker, redis_db, wait_until
 
 
@@ -158,7 +158,7 @@ def test_a_worker_for_model_x_routes_a_model_y_job_to_its_own_queue(
     with redis_db() as broker_url, FakeOpenAIServer("model-X") as server:
         app = producer_app(broker_url)
         for job_id in (*y_job, *x_job):
-            app.send_task(TASK_NAME, args=[job_id], queue=LEGACY_QUEUE)
+            app.send_task(SINGLE_TASK_NAME, args=[job_id], queue=LEGACY_QUEUE)
         env = {
             "DISTILL_DATABASE_URL": settings.database_url,
             "DISTILL_BROKER_URL": broker_url,
@@ -179,7 +179,7 @@ def test_a_worker_for_model_x_routes_a_model_y_job_to_its_own_queue(
         finally:
             worker.stop()
         (message,) = client.lrange(y_queue, 0, -1)
-        assert json.loads(message)["headers"]["argsrepr"] == f"[{y_job[0]}]"
+        assert job_ids(message) == [y_job[0]]
         assert [r["model"] for r in server.requests] == ["model-X"]
         assert server.requests[0]["temperature"] == 0.2  # the run's, not the worker's 0.9
         client.close()

@@ -84,6 +84,14 @@ def _configure_logging(loglevel: str) -> None:
     warnings.filterwarnings("ignore", message="You're running the worker with superuser")
 
 
+def message_threads(settings: Settings) -> int:
+    """Celery's pool threads, one per message held (prefetch 1): enough messages for twice the
+    requests in flight. A message is acked when its last job is stored, so a message whose
+    other jobs are done waits for its slowest; the spare half keeps the requests in flight
+    while it does. The runner, not the threads, bounds what is in flight (DISTILL_CONCURRENCY)."""
+    return max(2, -(-2 * settings.concurrency // settings.jobs_per_message))
+
+
 def run(settings: Settings, *, loglevel: str = "INFO", hostname: str | None = None) -> None:
     _configure_logging(loglevel)
     check(settings)
@@ -93,7 +101,7 @@ def run(settings: Settings, *, loglevel: str = "INFO", hostname: str | None = No
         "--quiet",  # no banner: distill logs what it runs with instead
         "worker",
         "--concurrency",
-        str(settings.concurrency),
+        str(message_threads(settings)),
         "--loglevel",
         loglevel,
     ]

@@ -1,9 +1,12 @@
-"""The one thin task: take a job id, hand it to the process's Runner, act on the outcome."""
+"""The one thin task: take a message's job ids, hand them to the process's Runner, act on the
+outcomes."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter, defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery, Task
@@ -11,8 +14,8 @@ from celery.exceptions import Reject
 from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 
 from distill.config import Settings
-from distill.jobs.publish import TASK_NAME, queue_name
-from distill.jobs.runner import Runner
+from distill.jobs.publish import SINGLE_TASK_NAME, TASK_NAME, queue_name
+from distill.jobs.runner import STOPPING, JobOutcome, Runner
 
 log = logging.getLogger(__name__)
 
@@ -62,27 +65,66 @@ def register(app: Celery, settings: Settings) -> Runners:
     worker_shutdown.connect(runners.close, weak=False)
 
     @app.task(name=TASK_NAME, bind=True, max_retries=None)
-    def run_job(self: Task[[Any], str], job_id: Any) -> str:
-        """Run one job. Safe to receive twice or after the job finished: the claim decides."""
-        if type(job_id) is not int:
+    def run_jobs(self: Task[[Any], str], job_ids: Any) -> str:
+        """Run a message's jobs. Safe to receive twice or after they finished: claims decide."""
+        if type(job_ids) is not list or not all(type(i) is int for i in job_ids):
             # Not a message distill sent: dropped (acked), and it delays no other job.
+            log.warning("dropped a malformed message: %r is not a list of job ids", job_ids)
+            return "dropped"
+        return _act(self, runners.get().run_all(job_ids))
+
+    @app.task(name=SINGLE_TASK_NAME, bind=True, max_retries=None)
+    def run_job(self: Task[[Any], str], job_id: Any) -> str:
+        """A message of one job id, as distill sent them before messages carried lists."""
+        if type(job_id) is not int:
             log.warning("dropped a malformed message: job id %r is not an integer", job_id)
             return "dropped"
-        outcome = runners.get().run(job_id)
-        if outcome.action == "reroute" and outcome.route is not None:
-            # Not this worker's model or prompt version: to the queue of those that can take it.
-            log.debug("job %d: %s; routed to its own queue", job_id, outcome.detail)
-            self.app.send_task(TASK_NAME, args=[job_id], queue=queue_name(outcome.route))
-            return outcome.action
-        if outcome.action == "handback":
-            # The worker is stopping: the job is queued again and its message stays.
-            raise Reject(outcome.detail, requeue=True)
-        if outcome.action in ("requeue", "retry_later"):
-            log.debug(
-                "job %d: %s in %.0fs (%s)", job_id, outcome.action, outcome.delay, outcome.detail
-            )
-            # The new message is published before this one is acked, so the job is never lost.
-            raise self.retry(countdown=outcome.delay)
-        return outcome.action
+        return _act(self, runners.get().run_all([job_id]))
 
     return runners
+
+
+def _act(task: Task[[Any], str], outcomes: Sequence[JobOutcome]) -> str:
+    """Act on the outcomes of a message's jobs, then let the message be acked.
+
+    Jobs to be asked again get new messages, one per route and delay, sent before this one is
+    acked, so no job is ever without a message. Should sending fail, this message is rejected
+    back to its queue instead (its final jobs are dropped when it comes back: claims decide)."""
+    if any(o.action == "handback" for o in outcomes):
+        # The worker is stopping: the message goes back whole, its unfinished jobs queued.
+        raise Reject(STOPPING, requeue=True)
+    resend: dict[tuple[str | None, float], list[int]] = defaultdict(list)
+    for outcome in outcomes:
+        if outcome.action == "reroute" and outcome.route is not None:
+            # Not this worker's model or prompt version: to the queue of those that can take it.
+            log.debug("job %d: %s; routed to its own queue", outcome.job_id, outcome.detail)
+            resend[(queue_name(outcome.route), 0.0)].append(outcome.job_id)
+        elif outcome.action in ("requeue", "retry_later"):
+            log.debug(
+                "job %d: %s in %.0fs (%s)",
+                outcome.job_id,
+                outcome.action,
+                outcome.delay,
+                outcome.detail,
+            )
+            resend[(None, round(outcome.delay))].append(outcome.job_id)
+    try:
+        for (queue, delay), ids in resend.items():
+            task.app.send_task(
+                TASK_NAME,
+                args=[ids],
+                queue=queue or _own_queue(task),
+                countdown=delay or None,
+            )
+    except Exception as exc:
+        log.warning("could not send %d job(s) again (%s): message kept", len(resend), exc)
+        raise Reject(str(exc), requeue=True) from exc
+    actions = Counter(o.action for o in outcomes)
+    return ", ".join(f"{n} {action}" for action, n in sorted(actions.items()))
+
+
+def _own_queue(task: Task[[Any], str]) -> str:
+    """The queue the message came from (a retry goes back where it was)."""
+    info = task.request.delivery_info or {}
+    queue = info.get("routing_key")
+    return str(queue) if queue else str(task.app.conf.task_default_queue)

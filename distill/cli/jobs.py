@@ -95,7 +95,13 @@ def enqueue(
         )
         plan = enqueue_mod.insert_run(session, selection)
         try:
-            publish.commit_and_publish(session, plan.job_ids, broker_url=settings.broker_url)
+            published = publish.commit_and_publish(
+                session,
+                plan.job_ids,
+                broker_url=settings.broker_url,
+                per_message=settings.jobs_per_message,
+                backlog=settings.broker_backlog,
+            )
         except UserError as exc:
             raise UserError(f"run {plan.run_id}: {exc}") from exc
     summary = {
@@ -106,11 +112,19 @@ def enqueue(
         "available": plan.available,
         "topped_up": plan.topped_up,
         "shuffle": shuffle,
+        "sent": published.jobs,
+        "deferred": published.deferred,
     }
     if as_json:
         typer.echo(json.dumps(summary))
     else:
         typer.echo(_enqueued_line(plan, samples))
+        if published.deferred:
+            typer.echo(
+                f"sent {published.jobs} to the broker; the other {published.deferred} wait in "
+                f"the database and workers send them as the queue drains (at most "
+                f"{settings.broker_backlog} waiting: DISTILL_BROKER_BACKLOG)"
+            )
     if wait:
         wait_for(plan.run_id)
 
@@ -247,7 +261,13 @@ def retry(
             report.append(f"re-publishing {len(ids)} queued or lease-expired job(s)")
             to_publish += ids
         # Reported once it is committed and published, never before.
-        publish.commit_and_publish(session, sorted(set(to_publish)), broker_url=settings.broker_url)
+        publish.commit_and_publish(
+            session,
+            sorted(set(to_publish)),
+            broker_url=settings.broker_url,
+            per_message=settings.jobs_per_message,
+            backlog=settings.broker_backlog,
+        )
     for line in report:
         typer.echo(line)
 
@@ -276,6 +296,8 @@ def reconcile(
             broker_url=settings.broker_url,
             max_attempts=settings.max_attempts,
             lease_seconds=settings.lease,
+            per_message=settings.jobs_per_message,
+            backlog=settings.broker_backlog,
         )
     except UserError:
         raise

@@ -15,6 +15,7 @@ import base64
 import json
 import time
 import uuid
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -51,6 +52,18 @@ def mark(broker_url: str) -> None:
         client.set(EPOCH_KEY, uuid.uuid4().hex, nx=True)
 
 
+def waiting_messages(broker_url: str, queues: Collection[str]) -> int | None:
+    """Messages waiting in `queues` (not those workers hold), or None when the broker is not
+    Redis."""
+    client = _client(broker_url)
+    if client is None:
+        return None
+    with client, client.pipeline(transaction=False) as pipe:
+        for queue in queues:
+            pipe.llen(queue)
+        return sum(int(n) for n in pipe.execute())
+
+
 def lost_messages(broker_url: str) -> bool:
     """True, for exactly one of several callers, when the broker lost its data since the last
     publish; the mark is set again at once, so the next call says False."""
@@ -64,16 +77,17 @@ def lost_messages(broker_url: str) -> bool:
         return bool(client.set(EPOCH_KEY, uuid.uuid4().hex, nx=True))
 
 
-def _job_id(raw: bytes | None, task_name: str, cutoff: float) -> int | None:
-    """The job id of one unacknowledged message (kombu's Redis transport stores [message,
+def _job_ids(raw: bytes | None, task_names: Collection[str], cutoff: float) -> list[int] | None:
+    """The job ids of one unacknowledged message (kombu's Redis transport stores [message,
     exchange, routing key]), or None when it is not a distill job message or its ETA (a
-    requeue's countdown) is not `cutoff` behind."""
+    requeue's countdown) is not `cutoff` behind. A message's one argument is a job id or a
+    list of them."""
     if raw is None:
         return None
     try:
         message = json.loads(raw)[0]
         headers = message.get("headers") or {}
-        if headers.get("task") != task_name:
+        if headers.get("task") not in task_names:
             return None
         eta = headers.get("eta")
         if eta and datetime.fromisoformat(eta).timestamp() > cutoff:
@@ -81,15 +95,18 @@ def _job_id(raw: bytes | None, task_name: str, cutoff: float) -> int | None:
         body = message["body"]
         if (message.get("properties") or {}).get("body_encoding") == "base64":
             body = base64.b64decode(body)
-        job_id = json.loads(body)[0][0]  # Celery message protocol 2: [args, kwargs, embed]
+        arg = json.loads(body)[0][0]  # Celery message protocol 2: [args, kwargs, embed]
     except (ValueError, KeyError, TypeError, IndexError):
         return None
-    return job_id if type(job_id) is int else None
+    ids = arg if type(arg) is list else [arg]
+    return ids if ids and all(type(i) is int for i in ids) else None
 
 
-def held_too_long(broker_url: str, *, task_name: str, older_than: float) -> dict[str, int]:
+def held_too_long(
+    broker_url: str, *, task_names: Collection[str], older_than: float
+) -> dict[str, list[int]]:
     """Messages a worker took more than `older_than` seconds ago (and, for a countdown, that
-    long past its ETA) without acknowledging them: delivery tag → job id.
+    long past its ETA) without acknowledging them: delivery tag → job ids.
 
     A live worker claims what it takes within moments (or parks it, see distill.jobs.runner),
     so a message held for longer than a lease whose job is still queued was taken by a worker
@@ -107,9 +124,9 @@ def held_too_long(broker_url: str, *, task_name: str, older_than: float) -> dict
         raws = client.hmget(channel.unacked_key, tags)
     held = {}
     for tag, raw in zip(tags, raws, strict=True):
-        job_id = _job_id(raw, task_name, cutoff)
-        if job_id is not None:
-            held[tag.decode() if isinstance(tag, bytes) else str(tag)] = job_id
+        job_ids = _job_ids(raw, task_names, cutoff)
+        if job_ids is not None:
+            held[tag.decode() if isinstance(tag, bytes) else str(tag)] = job_ids
     return held
 
 

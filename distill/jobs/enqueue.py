@@ -200,20 +200,23 @@ def insert_run(session: Session, selection: RunSelection) -> EnqueuePlan:
     )
     session.add(run)
     session.flush()
-    rows = [
-        {
-            "run_id": run.id,
-            "question_id": qid,
-            "teacher_model": selection.teacher_model,
-            "prompt_version": selection.prompt_version,
-            "sample_index": k,
-            "max_tokens": selection.max_tokens,
-            "choice_order": order,
-        }
-        for qid, k, order in selection.jobs
-    ]
-    for start in range(0, len(rows), 1000):
-        session.execute(insert(Job), rows[start : start + 1000])
+    # Rows are built a batch at a time: a million jobs' dicts at once would be gigabytes.
+    for start in range(0, len(selection.jobs), 1000):
+        session.execute(
+            insert(Job),
+            [
+                {
+                    "run_id": run.id,
+                    "question_id": qid,
+                    "teacher_model": selection.teacher_model,
+                    "prompt_version": selection.prompt_version,
+                    "sample_index": k,
+                    "max_tokens": selection.max_tokens,
+                    "choice_order": order,
+                }
+                for qid, k, order in selection.jobs[start : start + 1000]
+            ],
+        )
     job_ids = list(session.scalars(select(Job.id).where(Job.run_id == run.id).order_by(Job.id)))
     return EnqueuePlan(
         run_id=run.id,

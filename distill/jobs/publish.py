@@ -1,11 +1,15 @@
 """Publishing job ids to the broker, after the commit, on the queue of the workers that can take
 them.
 
-A message carries only a job id. Jobs are routed by (teacher model, prompt version), one Celery
-queue each: a worker consumes the queues of its own teacher model for the prompt versions its code
-renders, so a job is never sent to another model or asked in words it was not made with. Only the
-task's name and the queue names are shared with `workers/`, so the CLI publishes without
-importing the worker side (imports flow distill ← workers)."""
+A message carries a short list of job ids (DISTILL_JOBS_PER_MESSAGE, 16 by default), not one:
+Celery's cost is per message (delivery, ack, tracing: most of an idle worker's CPU per job when
+each job had its own), and a worker claims a message's jobs in one transaction anyway.
+
+Jobs are routed by (teacher model, prompt version), one Celery queue each: a worker consumes the
+queues of its own teacher model for the prompt versions its code renders, so a job is never sent
+to another model or asked in words it was not made with. Only the task's name and the queue names
+are shared with `workers/`, so the CLI publishes without importing the worker side (imports flow
+distill ← workers)."""
 
 from __future__ import annotations
 
@@ -27,7 +31,11 @@ from distill.jobs import broker
 from distill.models import Job, utcnow
 from distill.prompts import PROMPTS
 
-TASK_NAME = "distill.run_job"
+TASK_NAME = "distill.run_jobs"  # args: [[job id, ...]]
+# One job id per message, as distill sent them before messages carried lists; still consumed.
+SINGLE_TASK_NAME = "distill.run_job"
+TASK_NAMES = (TASK_NAME, SINGLE_TASK_NAME)
+JOBS_PER_MESSAGE = 16
 # Where every message went before routing; workers still drain it, and re-route what they find.
 LEGACY_QUEUE = "distill"
 IN_CHUNKS = 500
@@ -54,20 +62,27 @@ def producer_app(broker_url: str) -> Celery:
 
 
 def publish(
-    routes: Mapping[Route, Iterable[int]], *, broker_url: str, countdown: float | None = None
+    routes: Mapping[Route, Iterable[int]],
+    *,
+    broker_url: str,
+    countdown: float | None = None,
+    per_message: int = JOBS_PER_MESSAGE,
 ) -> int:
-    """Send one message per job id, on its route's queue, over one connection. Call only after
-    the jobs are committed: a worker must find the row when the message arrives."""
+    """Send the job ids, `per_message` to a message, on their route's queue, over one
+    connection. Call only after the jobs are committed: a worker must find the rows when the
+    message arrives. Returns how many job ids were sent."""
     app = producer_app(broker_url)
     sent = 0
     with app.producer_or_acquire() as producer:
         for route, job_ids in routes.items():
             queue = queue_name(route)
-            for job_id in job_ids:
+            ids = list(job_ids)
+            for start in range(0, len(ids), per_message):
+                chunk = ids[start : start + per_message]
                 app.send_task(
-                    TASK_NAME, args=[job_id], queue=queue, producer=producer, countdown=countdown
+                    TASK_NAME, args=[chunk], queue=queue, producer=producer, countdown=countdown
                 )
-                sent += 1
+                sent += len(chunk)
     return sent
 
 
@@ -86,13 +101,22 @@ def job_routes(session: Session, job_ids: Sequence[int]) -> dict[Route, list[int
     return dict(routes)
 
 
-PUBLISH_CHUNK = 1000
+PUBLISH_CHUNK = 1024  # a multiple of the usual message size
 
 
-def publish_committed(engine: Engine, job_ids: Sequence[int], *, broker_url: str) -> int:
+def publish_committed(
+    engine: Engine,
+    job_ids: Sequence[int],
+    *,
+    broker_url: str,
+    per_message: int = JOBS_PER_MESSAGE,
+    backlog: int | None = None,
+) -> int:
     """Send the messages of committed jobs, a chunk at a time, marking each chunk published
     once it reached the broker: whatever is interrupted, a job without its message keeps
-    `published_at` NULL and the reconciler sends it. Returns how many were sent."""
+    `published_at` NULL and the reconciler sends it. With a `backlog`, stop before a queue
+    would hold more than that many jobs' messages: the rest stay unpublished, for the
+    reconciler to send as the queue drains (back-pressure). Returns how many were sent."""
     sent = 0
     ids = sorted(set(job_ids))
     broker.mark(broker_url)
@@ -100,10 +124,19 @@ def publish_committed(engine: Engine, job_ids: Sequence[int], *, broker_url: str
         chunk = ids[start : start + PUBLISH_CHUNK]
         with session_scope(engine) as session:
             routes = job_routes(session, chunk)
-        publish(routes, broker_url=broker_url)
+        if backlog is not None and _full(broker_url, routes, len(chunk), per_message, backlog):
+            break
+        publish(routes, broker_url=broker_url, per_message=per_message)
         _mark_published(engine, chunk)
         sent += len(chunk)
     return sent
+
+
+def _full(
+    broker_url: str, routes: Mapping[Route, object], adding: int, per_message: int, backlog: int
+) -> bool:
+    waiting = broker.waiting_messages(broker_url, [queue_name(route) for route in routes])
+    return waiting is not None and waiting * per_message + adding > backlog
 
 
 def _mark_published(engine: Engine, chunk: Sequence[int]) -> None:
@@ -129,14 +162,22 @@ def _mark_published(engine: Engine, chunk: Sequence[int]) -> None:
 
 @dataclass(frozen=True)
 class Published:
-    jobs: int
+    jobs: int  # sent now
+    deferred: int = 0  # left for the workers to send as the queue drains (back-pressure)
 
 
 class PublishInterrupted(UserError):
     """Ctrl-C while the messages of committed jobs were being sent."""
 
 
-def commit_and_publish(session: Session, job_ids: Sequence[int], *, broker_url: str) -> Published:
+def commit_and_publish(
+    session: Session,
+    job_ids: Sequence[int],
+    *,
+    broker_url: str,
+    per_message: int = JOBS_PER_MESSAGE,
+    backlog: int | None = None,
+) -> Published:
     """Commit the caller's transaction, then publish `job_ids`: the one way jobs reach workers.
 
     Raises UserError when the broker cannot be reached, and PublishInterrupted on Ctrl-C: the
@@ -147,7 +188,9 @@ def commit_and_publish(session: Session, job_ids: Sequence[int], *, broker_url: 
     engine = session.get_bind()
     assert isinstance(engine, Engine)
     try:
-        sent = publish_committed(engine, job_ids, broker_url=broker_url)
+        sent = publish_committed(
+            engine, job_ids, broker_url=broker_url, per_message=per_message, backlog=backlog
+        )
     except KeyboardInterrupt:
         raise PublishInterrupted(
             f"interrupted: {len(job_ids)} job(s) saved, not all of them sent yet; a worker's "
@@ -167,4 +210,4 @@ def commit_and_publish(session: Session, job_ids: Sequence[int], *, broker_url: 
             f"unreachable ({what}); a worker's reconciler sends them once it answers (or run "
             "`distill reconcile`)"
         ) from exc
-    return Published(jobs=sent)
+    return Published(jobs=sent, deferred=len(set(job_ids)) - sent)

@@ -7,9 +7,10 @@ Each pass:
 1. returns running jobs whose lease expired (their worker died or froze: a live worker renews
    its leases every heartbeat) to `queued`, keeping the attempt the claim counted, or fails them
    once they used every attempt (a job that kills its worker every time), and re-sends them;
-2. sends queued jobs that were never published (an `enqueue` interrupted between its commit and
-   its last message, a broker down at the time);
-3. when the broker lost its data (distill.jobs.broker), re-sends every queued job;
+2. when the broker lost its data (distill.jobs.broker), marks every queued job unpublished;
+3. sends queued jobs that are unpublished (an `enqueue` interrupted between its commit and its
+   last message, a broker down at the time, jobs held back by back-pressure, the broker's
+   losses), as long as their queue holds fewer than DISTILL_BROKER_BACKLOG jobs;
 4. gives back messages a worker took and died holding before it claimed their jobs (queued
    jobs whose message has been unacknowledged for longer than a lease).
 
@@ -29,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from distill.db import session_scope
 from distill.jobs import broker
-from distill.jobs.publish import TASK_NAME, publish_committed
+from distill.jobs.publish import JOBS_PER_MESSAGE, TASK_NAMES, publish_committed
 from distill.models import Job, JobStatus, utcnow
 
 log = logging.getLogger(__name__)
@@ -108,50 +109,97 @@ def expire_leases(session: Session, *, max_attempts: int) -> tuple[list[int], in
     return requeued, int(failed)
 
 
-def unpublished(session: Session, *, everything: bool) -> list[int]:
-    """Queued jobs to send: those never published (past the grace), or every queued job."""
-    conditions = [Job.status == JobStatus.queued]
-    if not everything:
-        conditions += [Job.published_at.is_(None), Job.created_at < utcnow() - PUBLISH_GRACE]
-    return _locked_ids(session, *conditions)
+def unpublished(session: Session) -> list[int]:
+    """Queued jobs without a message (past the grace), up to BATCH of them."""
+    return _locked_ids(
+        session,
+        Job.status == JobStatus.queued,
+        Job.published_at.is_(None),
+        Job.updated_at < utcnow() - PUBLISH_GRACE,
+    )
+
+
+def forget_published(session: Session) -> int:
+    """The broker lost its messages: every queued job is without one. Returns how many."""
+    return int(
+        session.execute(
+            update(Job)
+            .where(Job.status == JobStatus.queued, Job.published_at.is_not(None))
+            .values(published_at=None, updated_at=utcnow() - PUBLISH_GRACE)
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+    )
+
+
+def feed(
+    engine: Engine, *, broker_url: str, per_message: int, backlog: int | None, first: list[int]
+) -> tuple[int, set[int]]:
+    """Send `first`, then unpublished jobs BATCH at a time, until none are left or the queue
+    holds `backlog` jobs. Returns (how many were sent, the ids sent)."""
+    sent_ids: set[int] = set()
+    pending = first
+    while True:
+        if not pending:
+            with session_scope(engine) as session:
+                pending = [i for i in unpublished(session) if i not in sent_ids]
+            if not pending:
+                break
+        sent = publish_committed(
+            engine, pending, broker_url=broker_url, per_message=per_message, backlog=backlog
+        )
+        sent_ids.update(sorted(pending)[:sent])
+        if sent < len(pending):
+            break  # the queue is full: the rest wait for the next pass
+        pending = []
+    return len(sent_ids), sent_ids
 
 
 def held_by_the_dead(
     engine: Engine, *, broker_url: str, lease_seconds: float, sent: Collection[int] = ()
 ) -> int:
-    """Give back the messages of queued jobs that a worker took more than a lease ago and never
-    claimed (distill.jobs.broker.held_too_long), but for jobs in `sent` (just given a new
-    message). Returns how many."""
-    held = broker.held_too_long(broker_url, task_name=TASK_NAME, older_than=lease_seconds)
-    held = {tag: job_id for tag, job_id in held.items() if job_id not in sent}
+    """Give back the messages that a worker took more than a lease ago and holding a job it
+    never claimed, still queued (distill.jobs.broker.held_too_long), but for jobs in `sent`
+    (just given a new message). A live worker claims every job of a message it takes at once,
+    so such a message was taken by a worker that died first. Returns how many."""
+    held = broker.held_too_long(broker_url, task_names=TASK_NAMES, older_than=lease_seconds)
+    held = {tag: [i for i in ids if i not in sent] for tag, ids in held.items()}
+    held = {tag: ids for tag, ids in held.items() if ids}
     if not held:
         return 0
     with session_scope(engine) as session:
+        wanted = sorted({i for ids in held.values() for i in ids})
         queued = set(
             session.scalars(
-                select(Job.id).where(
-                    Job.id.in_(sorted(set(held.values()))), Job.status == JobStatus.queued
-                )
+                select(Job.id).where(Job.id.in_(wanted), Job.status == JobStatus.queued)
             )
         )
-    tags = [tag for tag, job_id in held.items() if job_id in queued]
+    tags = [tag for tag, ids in held.items() if queued.intersection(ids)]
     if tags:
         broker.give_back(broker_url, tags)
     return len(tags)
 
 
 def reconcile(
-    engine: Engine, *, broker_url: str, max_attempts: int, lease_seconds: float
+    engine: Engine,
+    *,
+    broker_url: str,
+    max_attempts: int,
+    lease_seconds: float,
+    per_message: int = JOBS_PER_MESSAGE,
+    backlog: int | None = None,
 ) -> Reconciled:
     """One pass (see the module docstring)."""
     with session_scope(engine) as session:
         requeued, failed = expire_leases(session, max_attempts=max_attempts)
     lost = broker.lost_messages(broker_url)
-    with session_scope(engine) as session:
-        pending = sorted(set(requeued) | set(unpublished(session, everything=lost)))
-    published = publish_committed(engine, pending, broker_url=broker_url) if pending else 0
+    if lost:
+        with session_scope(engine) as session:
+            forget_published(session)
+    published, sent = feed(
+        engine, broker_url=broker_url, per_message=per_message, backlog=backlog, first=requeued
+    )
     given_back = held_by_the_dead(
-        engine, broker_url=broker_url, lease_seconds=lease_seconds, sent=set(pending)
+        engine, broker_url=broker_url, lease_seconds=lease_seconds, sent=sent
     )
     result = Reconciled(len(requeued), failed, published, lost, given_back)
     if result:

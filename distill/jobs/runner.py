@@ -1,8 +1,9 @@
 """The worker's engine: many teacher requests in flight from one process, with batched claims
 and batched writes.
 
-Celery hands each message to a thread of its `threads` pool; the thread submits the job id here
-and waits for the outcome, so acks stay late (a killed worker's messages come back). One asyncio
+Celery hands each message (a few job ids) to a thread of its `threads` pool; the thread submits
+the ids here and waits for their outcomes, so acks stay late (a killed worker's messages come
+back). One asyncio
 loop, in a thread of its own, claims the submitted jobs in one transaction per batch, runs their
 teacher calls concurrently over one HTTP connection pool, and writes results in one transaction
 per batch. Idle threads waiting on futures cost little memory; one OS process per request would
@@ -116,6 +117,11 @@ class Runner:
 
     def run(self, job_id: int) -> JobOutcome:
         return self.submit(job_id).result()
+
+    def run_all(self, job_ids: Sequence[int]) -> list[JobOutcome]:
+        """Run a message's jobs together (one claim for all); their outcomes, in order."""
+        futures = [self.submit(job_id) for job_id in job_ids]
+        return [future.result() for future in futures]
 
     def drain(self, grace: float) -> None:
         """Stop taking jobs; requests in flight get `grace` seconds, then the rest are handed
@@ -422,6 +428,8 @@ class Runner:
                     broker_url=self._settings.broker_url,
                     max_attempts=self._settings.max_attempts,
                     lease_seconds=self._settings.lease,
+                    per_message=self._settings.jobs_per_message,
+                    backlog=self._settings.broker_backlog,
                 )
             except Exception as exc:
                 log.warning("reconciling failed: %s", type(exc).__name__, exc_info=True)
