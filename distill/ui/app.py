@@ -3,6 +3,8 @@ token guard and security headers, and the GET routes of each page."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib.resources import files
 from pathlib import Path
 
@@ -19,13 +21,21 @@ from distill.ui.templating import make_templates
 
 def create_app(*, engine: Engine, token: str | None = None) -> FastAPI:
     """The UI over `engine`'s database. With `token`, every request must present it."""
+    background = Background()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        background.shutdown()
+
     app = FastAPI(
         title="distill",
+        lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
         openapi_url=None,  # nothing to document: the pages are the interface
     )
-    app.state.ui = UIState(engine=engine, templates=make_templates(), background=Background())
+    app.state.ui = UIState(engine=engine, templates=make_templates(), background=background)
     static = Path(str(files("distill.ui") / "static"))
     app.mount("/static", StaticFiles(directory=static), name="static")
     app.include_router(runs.router)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from distill.choices import gold_letter
 from distill.models import Generation, Job, Outcome, Question
 from distill.ui.forms import Blank
+from distill.ui.queries.joins import generation_of_job
 
 PER_PAGE = 50
 PREVIEW_CHARS = 160
@@ -103,8 +104,8 @@ def difficulty_by_question(*, run_id: int | None) -> Any:
             Job.question_id.label("qid"),
             (1.0 - cast(correct, Float) / func.count()).label("difficulty"),
         )
-        .select_from(Generation)
-        .join(Job, Job.id == Generation.job_id)
+        .select_from(Job)
+        .join(Generation, generation_of_job())
         .group_by(Job.question_id)
     )
     if run_id is not None:
@@ -159,9 +160,14 @@ def _order(filters: ChainFilters, difficulty: Any) -> list[Any]:
 def _filtered(
     session: Session, stmt: Select[Any], filters: ChainFilters
 ) -> tuple[Select[Any], Any]:
-    stmt = stmt.join(Job, Job.id == Generation.job_id).join(
-        Question, Question.id == Job.question_id
-    )
+    """`stmt` (over generations) with the filters applied, joining only the tables they need:
+    an unfiltered count or page reads the generations' indexes alone."""
+    needs_job = filters.run is not None or filters.subject is not None or filters.needs_difficulty
+    needs_question = filters.subject is not None or bool(filters.q)
+    if needs_job or needs_question:
+        stmt = stmt.join(Job, Job.id == Generation.job_id)
+    if needs_question:
+        stmt = stmt.join(Question, Question.id == Job.question_id)
     difficulty = None
     if filters.needs_difficulty:
         difficulty = difficulty_by_question(run_id=filters.run)
@@ -174,28 +180,41 @@ def _filtered(
 
 
 def list_chains(session: Session, *, filters: ChainFilters, per_page: int = PER_PAGE) -> ChainPage:
-    columns = select(
-        Generation.id,
-        Job.id,
-        Job.run_id,
-        Job.question_id,
-        Job.sample_index,
-        Question.subject,
-        func.substr(Question.question, 1, PREVIEW_CHARS),
-        Generation.outcome,
-        Generation.finish_reason,
-        Generation.completion_tokens,
-        Generation.latency_s,
-        Generation.predicted_letter,
-        Job.choice_order,
-        Question.answer_index,
-    ).select_from(Generation)
-    stmt, difficulty = _filtered(session, columns, filters)
-    stmt = stmt.order_by(*_order(filters, difficulty))
+    """One page of generations. The page's ids are chosen first, on the filter and sort
+    columns alone; only those rows are then read with their job and question ("deferred join":
+    a deep OFFSET skips index entries, not joined rows)."""
+    chosen, difficulty = _filtered(session, select(Generation.id).select_from(Generation), filters)
+    chosen = chosen.order_by(*_order(filters, difficulty))
     offset = (filters.page - 1) * per_page
-    rows = session.execute(stmt.limit(per_page + 1).offset(offset)).all()
-    has_next = len(rows) > per_page
-    rows = rows[:per_page]
+    ids = list(session.scalars(chosen.limit(per_page + 1).offset(offset)))
+    has_next = len(ids) > per_page
+    ids = ids[:per_page]
+    found = {
+        r[0]: r
+        for r in session.execute(
+            select(
+                Generation.id,
+                Job.id,
+                Job.run_id,
+                Job.question_id,
+                Job.sample_index,
+                Question.subject,
+                func.substr(Question.question, 1, PREVIEW_CHARS),
+                Generation.outcome,
+                Generation.finish_reason,
+                Generation.completion_tokens,
+                Generation.latency_s,
+                Generation.predicted_letter,
+                Job.choice_order,
+                Question.answer_index,
+            )
+            .select_from(Generation)
+            .join(Job, Job.id == Generation.job_id)
+            .join(Question, Question.id == Job.question_id)
+            .where(Generation.id.in_(ids))
+        )
+    }
+    rows = [found[i] for i in ids if i in found]
     scores = difficulties(session, question_ids={r[3] for r in rows}, run_id=filters.run)
     total = None
     if not filters.q:

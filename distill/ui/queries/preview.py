@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlalchemy import Engine, func, select
 
 from distill.choices import LETTERS
+from distill.db import make_engine
 from distill.errors import UserError
 from distill.export.pipeline import load_data
 from distill.export.plan import build_plan
@@ -84,6 +85,15 @@ def state_key(engine: Engine) -> tuple[int, int]:
     return int(count or 0), int(newest or 0)
 
 
+def preview_at(url: str, request: PreviewRequest) -> Preview:
+    """`compute_preview` on the database at `url`: what the UI runs in its worker process."""
+    engine = make_engine(url)
+    try:
+        return compute_preview(engine, request=request)
+    finally:
+        engine.dispose()
+
+
 def compute_preview(engine: Engine, *, request: PreviewRequest) -> Preview:
     options = request.options()
     ctx = RecordContext(
@@ -123,4 +133,4 @@ def compute_preview(engine: Engine, *, request: PreviewRequest) -> Preview:
     )
 
 
-__all__ = ["Preview", "PreviewRequest", "Split", "compute_preview", "state_key"]
+__all__ = ["Preview", "PreviewRequest", "Split", "compute_preview", "preview_at", "state_key"]

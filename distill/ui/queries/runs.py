@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from distill.jobs import status
 from distill.models import Generation, Job, JobStatus, Outcome, Question, Run
 from distill.ui.cache import Memo
+from distill.ui.queries.joins import generation_of_job
 from distill.ui.queries.timeseries import floor_int, seconds_since
 from schemas.status import StatusReport
 
@@ -118,7 +119,7 @@ def _outcomes_by_run(session: Session, run_ids: list[int]) -> dict[int, dict[str
         return outcomes
     for run_id, outcome, n in session.execute(
         select(Job.run_id, Generation.outcome, func.count())
-        .join(Generation, Generation.job_id == Job.id)
+        .join(Generation, generation_of_job())
         .where(Job.run_id.in_(run_ids))
         .group_by(Job.run_id, Generation.outcome)
     ):
@@ -214,7 +215,7 @@ def subjects(session: Session, *, run_id: int) -> list[SubjectRow]:
     for subject, outcome, n in session.execute(
         select(Question.subject, Generation.outcome, func.count())
         .select_from(Job)
-        .join(Generation, Generation.job_id == Job.id)
+        .join(Generation, generation_of_job())
         .join(Question, Question.id == Job.question_id)
         .where(Job.run_id == run_id)
         .group_by(Question.subject, Generation.outcome)
@@ -248,7 +249,7 @@ def lengths_and_throughput(
     for length_index, time_index, n, tokens in session.execute(
         select(length_bin, time_bin, func.count(), func.sum(Generation.completion_tokens))
         .select_from(Job)
-        .join(Generation, Generation.job_id == Job.id)
+        .join(Generation, generation_of_job())
         .where(Job.run_id == run_id)
         .group_by(length_bin, time_bin)
     ):

@@ -4,6 +4,7 @@ background and polled, so the page answers at once whatever the selection's size
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import Future
 from typing import Annotated
 
@@ -15,7 +16,7 @@ from sqlalchemy import select
 from distill.models import Run
 from distill.ui.forms import Blank
 from distill.ui.queries.chains import subjects
-from distill.ui.queries.preview import Preview, PreviewRequest, compute_preview, state_key
+from distill.ui.queries.preview import Preview, PreviewRequest, preview_at, state_key
 from distill.ui.routes.common import DB, State, page
 from distill.ui.state import UIState
 from schemas.export_options import PerQuestion
@@ -49,14 +50,16 @@ class PreviewQuery(BaseModel):
         return self.model_dump(mode="json", exclude_defaults=True)
 
 
-def _future(state: UIState, wanted: PreviewRequest) -> Future[Preview]:
+def _future(state: UIState, wanted: PreviewRequest) -> tuple[Future[Preview], float]:
     key = (wanted, state_key(state.engine))
-    return state.background.submit(key, lambda: compute_preview(state.engine, request=wanted))
+    url = state.engine.url.render_as_string(hide_password=False)
+    return state.background.submit(key, preview_at, url, wanted)
 
 
-def _result_context(future: Future[Preview]) -> dict[str, object]:
+def _result_context(started: tuple[Future[Preview], float]) -> dict[str, object]:
+    future, since = started
     if not future.done():
-        return {"pending": True, "preview": None}
+        return {"pending": True, "preview": None, "elapsed": time.monotonic() - since}
     try:
         return {"pending": False, "preview": future.result()}
     except Exception as exc:  # shown on the page; the UI keeps serving
