@@ -110,7 +110,10 @@ class Question(Base):
     # the rule they imply for shuffling (distill.choices.OrderRule).
     option_refs: Mapped[list[Any] | None]
     option_order: Mapped[OptionOrder] = mapped_column(
-        _enum(OptionOrder), default=OptionOrder.free, server_default=OptionOrder.free.value
+        _enum(OptionOrder),
+        default=OptionOrder.free,
+        server_default=OptionOrder.free.value,
+        index=True,  # `distill status` counts the few that are not free
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -143,6 +146,14 @@ class Job(Base):
         ),
         Index("ix_jobs_run_id_status", "run_id", "status"),
         Index("ix_jobs_status_lease_expires_at", "status", "lease_expires_at"),
+        # Covers `distill status`'s queued jobs per route without reading the rows: a freshly
+        # enqueued million would otherwise be a million row reads (migration 0005).
+        Index(
+            "ix_jobs_status_teacher_model_prompt_version",
+            "status",
+            "teacher_model",
+            "prompt_version",
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -179,6 +190,12 @@ class Job(Base):
 
 class Generation(Base):
     __tablename__ = "generations"
+    __table_args__ = (
+        # Covers what `distill status --run` reads of a run's generations (outcome counts,
+        # completion tokens) from their job ids: PostgreSQL reads it instead of the rows
+        # (migration 0005).
+        Index("ix_generations_job_id_outcome_tokens", "job_id", "outcome", "completion_tokens"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), unique=True)

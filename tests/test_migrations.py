@@ -124,3 +124,38 @@ def test_no_revision_imports_the_models() -> None:
     versions = Path(distill.migrations.__file__).parent / "versions"
     for revision in versions.glob("[0-9]*.py"):
         assert "distill.models" not in revision.read_text(encoding="utf-8"), revision.name
+
+
+def test_status_indexes_come_with_0005_and_go_with_its_downgrade(settings: Settings) -> None:
+    """What `distill status` reads on a million jobs instead of whole tables (docs/benchmarks.md,
+    "Status at scale")."""
+    cfg = alembic_config(settings.database_url)
+    engine = get_engine(settings.database_url)
+
+    def indexes() -> dict[str, list[str | None]]:
+        found = {}
+        for table in ("questions", "jobs", "generations"):
+            for index in inspect(engine).get_indexes(table):
+                found[str(index["name"])] = list(index["column_names"])
+        return found
+
+    assert indexes()["ix_questions_option_order"] == ["option_order"]
+    assert indexes()["ix_generations_job_id_outcome_tokens"] == [
+        "job_id",
+        "outcome",
+        "completion_tokens",
+    ]
+    assert indexes()["ix_jobs_status_teacher_model_prompt_version"] == [
+        "status",
+        "teacher_model",
+        "prompt_version",
+    ]
+    new = {
+        "ix_questions_option_order",
+        "ix_jobs_status_teacher_model_prompt_version",
+        "ix_generations_job_id_outcome_tokens",
+    }
+    command.downgrade(cfg, "0004")
+    assert not new & set(indexes())
+    command.upgrade(cfg, "head")
+    assert new <= set(indexes())

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
 from distill.choices import OptionOrder
@@ -39,12 +39,7 @@ def collect(
         jobs[status.value] = count
 
     outcomes = dict.fromkeys((o.value for o in Outcome), 0)
-    for outcome, count in session.execute(
-        select(Generation.outcome, func.count())
-        .join(Job, Job.id == Generation.job_id)
-        .where(*job_filter)
-        .group_by(Generation.outcome)
-    ):
+    for outcome, count in session.execute(_outcome_counts(run_id)):
         outcomes[outcome.value] = count
     graded = sum(outcomes.values())
     remaining = jobs["queued"] + jobs["running"]
@@ -80,6 +75,18 @@ def collect(
         stale_leases=_stale_leases(session, job_filter),
         workers=_workers(session, heartbeat_s=heartbeat_s),
     )
+
+
+def _outcome_counts(run_id: int | None) -> Select[Outcome, int]:
+    """Generations by outcome. Every generation has its job (job_id is a non-null foreign key),
+    so the whole queue's counts need no join: they scan ix_generations_outcome alone. A run's
+    join its jobs (ix_jobs_run_id_status); PostgreSQL then reads outcomes from
+    ix_generations_job_id_outcome_tokens without the rows, while SQLite's planner prefers the
+    unique index on job_id and reads the run's generation rows."""
+    query = select(Generation.outcome, func.count()).group_by(Generation.outcome)
+    if run_id is None:
+        return query
+    return query.join(Job, Job.id == Generation.job_id).where(Job.run_id == run_id)
 
 
 def _stale_leases(session: Session, where: list[ColumnElement[bool]]) -> int:
@@ -147,8 +154,11 @@ def _finished(
 
 def _referring(session: Session, run_id: int | None) -> dict[str, int]:
     """Questions (of the run, or all) whose options refer to others, by order rule."""
+    # IN the referring kinds, not != free: an index serves IN (ix_questions_option_order, a few
+    # entries per referring question), not a != that would read every question.
+    referring = [kind for kind in OptionOrder if kind is not OptionOrder.free]
     query: Any = select(Question.option_order, func.count()).where(
-        Question.option_order != OptionOrder.free
+        Question.option_order.in_(referring)
     )
     if run_id is not None:
         asked = select(Job.question_id).where(Job.run_id == run_id)
