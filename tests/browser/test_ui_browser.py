@@ -95,11 +95,10 @@ def test_a_chain_opens_and_its_think_block_expands(page: Any, server: Server, sh
     think.locator("button[data-view=rendered]").click()
     assert rendered.is_visible()
     assert page.locator("article.sample").count() >= 1  # the other samples, side by side
-    page.screenshot(path=str(shots / "ui-chain.png"), full_page=True)
     assert page.errors == []
 
 
-def test_a_script_chain_is_inert_and_latex_renders(page: Any, server: Server) -> None:
+def test_a_script_chain_is_inert_and_latex_renders(page: Any, server: Server, shots: Path) -> None:
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.goto(f"{server.url}/chains/{server.seeded.script_generation}")
@@ -114,6 +113,7 @@ def test_a_script_chain_is_inert_and_latex_renders(page: Any, server: Server) ->
     assert box is not None and box["width"] > 0
     page.wait_for_timeout(500)
     assert dialogs == [] and page.errors == []
+    page.screenshot(path=str(shots / "ui-chain.png"), full_page=True)
 
 
 def test_a_20000_token_chain_renders_without_freezing(page: Any, server: Server) -> None:

@@ -103,6 +103,15 @@ def seed(engine: Engine) -> Seeded:
         _, script = add_sample(
             s, question=xss, run=run_a, outcome=Outcome.correct, reasoning=SCRIPT_CHAIN
         )
+        add_sample(
+            s,
+            question=xss,
+            run=run_a,
+            sample_index=1,
+            choice_order=rotated(4, 1),
+            outcome=Outcome.incorrect,
+            reasoning="Another look: the line $y = mx + b$ has slope $m$, so D.",
+        )
         # Run B: in progress, biology, with a 20,000-token truncated chain and a failure.
         biology = [add_question(s, subject="biology", answer_index=2) for _ in range(3)]
         _, long = add_sample(
