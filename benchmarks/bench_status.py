@@ -484,7 +484,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the medians here")
     args = parser.parse_args()
 
-    cwd = Path(tempfile.mkdtemp(prefix="bench-status-cwd-"))  # no stray .env or distill.db
+    workdir = tempfile.TemporaryDirectory(prefix="bench-status-cwd-")
+    cwd = Path(workdir.name)  # no stray .env or distill.db; removed at exit
     results: dict[str, dict[str, list[float]]] = {}
     statement_times: dict[str, dict[str, list[float]]] = {}
     with _databases(args) as dbs:
