@@ -95,7 +95,9 @@ class TokenGuard:
             return None
         if _same(request.query_params.get("token"), self.token):
             rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-            target = request.url.path + (f"?{urlencode(rest)}" if rest else "")
+            # One leading slash: "//host/..." would send the browser to another site.
+            path = "/" + request.url.path.lstrip("/")
+            target = path + (f"?{urlencode(rest)}" if rest else "")
             redirect = RedirectResponse(target, status_code=303)
             redirect.set_cookie(
                 COOKIE, self.cookie, httponly=True, samesite="strict", path="/", secure=False

@@ -41,7 +41,7 @@ def test_live_numbers_change_without_a_reload(page: Any, server: Server) -> None
     run_b = server.seeded.runs[1]
     page.goto(f"{server.url}/runs/{run_b}")
     done = page.locator(".card", has_text="done").locator(".big")
-    assert done.inner_text() == "2"
+    assert done.inner_text() == "3"
     page.evaluate("window.__loaded = true")  # gone if the page reloaded
     engine = make_engine(server.database_url)
     with session_scope(engine) as s:
@@ -53,7 +53,7 @@ def test_live_numbers_change_without_a_reload(page: Any, server: Server) -> None
     engine.dispose()
     page.wait_for_function(
         "() => [...document.querySelectorAll('.card')].some("
-        "c => c.innerText.includes('done') && c.querySelector('.big').innerText === '3')",
+        "c => c.innerText.includes('done') && c.querySelector('.big').innerText === '4')",
         timeout=20_000,
     )
     assert page.evaluate("window.__loaded") is True

@@ -56,6 +56,7 @@ class Seeded:
     truncated_generations: tuple[int, ...]
     sibling_question: int  # a question with four samples
     failed_job: int
+    beside_failure: int  # a generation whose question has the failed job
     generations: int
 
 
@@ -129,6 +130,9 @@ def seed(engine: Engine) -> Seeded:
         failed.attempts = 3
         failed.last_error = "teacher: HTTP 500 <html>Internal error</html> after 3 tries"
         add_job(s, question=biology[1], run=run_b, sample_index=1, status=JobStatus.running)
+        _, beside_failure = add_sample(
+            s, question=biology[1], run=run_b, sample_index=2, outcome=Outcome.incorrect
+        )
         add_job(s, question=biology[2], run=run_b, status=JobStatus.queued)
         add_job(s, question=biology[2], run=run_b, sample_index=1, status=JobStatus.queued)
         # Run C: another teacher, the same math questions once more.
@@ -162,5 +166,6 @@ def seed(engine: Engine) -> Seeded:
             truncated_generations=tuple(truncated),
             sibling_question=math[1].id,
             failed_job=failed.id,
+            beside_failure=beside_failure.id,
             generations=count,
         )

@@ -31,7 +31,7 @@ def test_filters_narrow_the_list(engine: Engine, seeded: Seeded) -> None:
     assert sorted(truncated) == sorted(seeded.truncated_generations)
     assert set(_chains(engine, finish="length")) == set(truncated)
     run_b = _chains(engine, run=seeded.runs[1])
-    assert seeded.long_generation in run_b and len(run_b) == 2
+    assert seeded.long_generation in run_b and len(run_b) == 3
     math_correct = _chains(engine, subject="math", outcome="correct")
     assert seeded.script_generation in math_correct
     assert set(math_correct) < set(_chains(engine, subject="math"))
@@ -86,7 +86,7 @@ def test_runs_and_run_detail(engine: Engine, seeded: Seeded) -> None:
     with Session(engine) as s:
         rows = {r.id: r for r in list_runs(s)}
         assert list(rows) == [run_c, run_b, run_a]  # newest first
-        assert rows[run_b].jobs == {"queued": 2, "running": 1, "done": 2, "failed": 1}
+        assert rows[run_b].jobs == {"queued": 2, "running": 1, "done": 3, "failed": 1}
         assert rows[run_a].outcomes[Outcome.truncated.value] > 0
         detail = run_detail(s, run_id=run_a)
         assert detail is not None

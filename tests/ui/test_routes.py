@@ -40,11 +40,11 @@ def test_run_page_shows_status_subjects_charts_and_workers(
     assert "finished" in text  # nothing left: the ETA says so
     live = client.get(f"/runs/{run_b}/live")
     assert live.status_code == 200 and "<svg" in live.text
-    # run B: 2 done, 1 failed, 1 running, 2 queued
+    # run B: 3 done, 1 failed, 1 running, 2 queued
     found = re.findall(r'<span class="big"[^>]*>([^<]+)</span><span>(\w+)</span>', live.text)
     cards = {label: value for value, label in found}
     assert {k: cards[k] for k in ("done", "failed", "running", "queued")} == {
-        "done": "2",
+        "done": "3",
         "failed": "1",
         "running": "1",
         "queued": "2",
@@ -96,16 +96,12 @@ def test_siblings_side_by_side(client: TestClient, seeded: Seeded) -> None:
         assert f'href="/chains/{other}"' in page.text
 
 
-def test_failed_job_error_is_shown_escaped(client: TestClient, seeded: Seeded) -> None:
-    # A failed job has no generation of its own; it shows among its question's samples.
-    from distill.db import session_scope
-    from distill.models import Generation, Job
-
-    with session_scope() as s:
-        failed = s.get(Job, seeded.failed_job)
-        assert failed is not None
-        sibling = s.query(Generation.id).join(Job).filter(Job.run_id == failed.run_id).first()
-    assert sibling is not None
+def test_a_failed_sample_shows_its_attempts_and_error(client: TestClient, seeded: Seeded) -> None:
+    page = client.get(f"/chains/{seeded.beside_failure}").text
+    assert f"job #{seeded.failed_job}" in page  # a job without a generation, among the samples
+    assert "attempts</dt><dd>3" in page
+    assert "HTTP 500 &lt;html&gt;Internal error&lt;/html&gt;" in page
+    assert "<html>Internal" not in page
 
 
 def test_bad_filters_are_refused_not_crashing(client: TestClient) -> None:

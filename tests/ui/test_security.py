@@ -81,3 +81,9 @@ def test_the_token_once_in_the_address_then_a_cookie(guarded: TestClient) -> Non
     assert "httponly" in cookie.lower() and "samesite=strict" in cookie.lower()
     assert guarded.get("/chains?outcome=correct").status_code == 200  # the cookie alone now
     assert guarded.get("/static/ui.css").status_code == 200
+
+
+def test_the_redirect_stays_on_this_site(guarded: TestClient) -> None:
+    address = f"http://10.1.2.3:8321//evil.example/x?token={TOKEN}"  # a path of two slashes
+    response = guarded.get(address, follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == "/evil.example/x"
