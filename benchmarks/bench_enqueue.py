@@ -9,6 +9,7 @@ DISTILL_BROKER_BACKLOG), the messages and Redis memory, then drains the queue on
 
     python -m benchmarks.bench_enqueue                              # 250,000 × 4 = 1,000,000 jobs
     python -m benchmarks.bench_enqueue --questions 20000 --samples 4 --backlog 1000000000
+    PYTHONPATH=/tmp/before python benchmarks/bench_enqueue.py ...  # another checkout's enqueue
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ from sqlalchemy import func, insert, select, update  # noqa: E402
 
 from distill.db import make_engine  # noqa: E402
 from distill.jobs.embedded import EmbeddedBroker  # noqa: E402
-from distill.migrate import upgrade  # noqa: E402
 from distill.models import Job, Question, utcnow  # noqa: E402
 from distill.teacher.server import DISTILL_CLI  # noqa: E402
 from schemas.mcq import MCQRecord  # noqa: E402
@@ -46,8 +46,9 @@ MIB = 1024 * 1024
 SUBJECTS = [f"subject_{i:02d}" for i in range(57)]
 
 
-def build_db(url: str, questions: int, seed: int = 0) -> None:
-    upgrade(url)
+def build_db(url: str, questions: int, env: dict[str, str], seed: int = 0) -> None:
+    # Migrated by the CLI under test (a baseline's own schema), filled here.
+    _timed([*DISTILL_CLI, "db", "upgrade"], env)
     engine = make_engine(url)
     rng = random.Random(seed)
     for start in range(0, questions, 10_000):
@@ -78,8 +79,15 @@ def build_db(url: str, questions: int, seed: int = 0) -> None:
 def _timed(command: list[str], env: dict[str, str]) -> tuple[float, int, str]:
     """Wall seconds, peak RSS (sampled every 50 ms) and stdout of a child process."""
     started = time.monotonic()
+    # From a directory of its own: `python -c` puts the working directory first on sys.path,
+    # which would shadow a PYTHONPATH pointing at another checkout (a baseline).
     child = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tempfile.gettempdir(),
     )
     handle = psutil.Process(child.pid)
     peak = 0
@@ -108,15 +116,15 @@ def main() -> None:
     url = f"sqlite:///{work / 'bench.db'}"
     result: dict[str, Any] = {"questions": args.questions, "samples": args.samples}
     try:
-        started = time.monotonic()
-        build_db(url, args.questions)
-        result["build_s"] = round(time.monotonic() - started, 1)
         env = {k: v for k, v in os.environ.items() if not k.startswith("DISTILL_")}
         env.update(
             DISTILL_DATABASE_URL=url,
             DISTILL_BROKER_URL=broker.ensure(),
             DISTILL_TEACHER_URL="http://127.0.0.1:9/v1",  # none: the budget check only warns
         )
+        started = time.monotonic()
+        build_db(url, args.questions, env)
+        result["build_s"] = round(time.monotonic() - started, 1)
         if args.backlog is not None:
             env["DISTILL_BROKER_BACKLOG"] = str(args.backlog)
         client = broker.client()
@@ -130,8 +138,9 @@ def main() -> None:
             jobs=summary["jobs"],
             enqueue_s=round(seconds, 1),
             enqueue_peak_rss_mib=round(peak / MIB),
-            sent=summary["sent"],
-            deferred=summary["deferred"],
+            # (a distill from before back-pressure, run as --baseline, sent everything)
+            sent=summary.get("sent", summary["jobs"]),
+            deferred=summary.get("deferred", 0),
             messages=messages,
             redis_mib=round((int(client.info("memory")["used_memory"]) - before) / MIB, 1),
         )

@@ -72,8 +72,15 @@ def _database(kind: str, work: Path) -> tuple[str, Any]:
     return f"{base}/{name}", drop
 
 
+# Children run from a directory of their own: `python -c` puts the working directory first on
+# sys.path, and from the repository it would shadow a --baseline tree's PYTHONPATH.
+NEUTRAL_CWD = tempfile.gettempdir()
+
+
 def _run(command: list[str], env: dict[str, str]) -> None:
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        command, env=env, capture_output=True, text=True, check=False, cwd=NEUTRAL_CWD
+    )
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command[3:])} failed: {done.stderr.strip()[-2000:]}")
 
@@ -115,8 +122,8 @@ def run_case(
         DISTILL_TEACHER_MODEL=MODEL,
         DISTILL_MAX_TOKENS="64",
     )
-    if tree is not None:
-        env["PYTHONPATH"] = str(tree)  # another checkout's distill, same interpreter
+    # Another checkout's distill, or this one's, same interpreter.
+    env["PYTHONPATH"] = str(tree if tree is not None else REPO_ROOT)
     cli = [*DISTILL_CLI]
     procs: list[subprocess.Popen[bytes]] = []
     spies: list[subprocess.Popen[bytes]] = []
@@ -129,6 +136,7 @@ def run_case(
                 subprocess.Popen(
                     [*cli, "worker", "--hostname", f"bench{i}@%h"],
                     env=env,
+                    cwd=NEUTRAL_CWD,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                 )
