@@ -1,11 +1,14 @@
 """Benchmark `distill export`: wall time and peak memory for N generations (default 100,000).
 
 Builds a SQLite database of realistic size (bulk inserts: N/K questions x K samples, R1-like chains
-of 1-8k characters, ~65 % correct), then runs each export in a fresh child process and reports its
-wall time and peak RSS (getrusage in the child, so the database build does not count).
+of 1-8k characters, ~65 % correct; 1M generations: ~10 GB, ~4 min), then runs each export in a
+fresh child process and reports its wall time and peak RSS (getrusage in the child, so the
+database build does not count); with --rounds N, each figure is the median of N runs.
 
     .venv/bin/python benchmarks/bench_export.py                       # 100k, both formats
     .venv/bin/python benchmarks/bench_export.py --generations 20000 --to jsonl parquet
+    .venv/bin/python benchmarks/bench_export.py --generations 1000000 --db /tmp/g1m.db
+        # --db keeps the database for the next run (which reuses it); delete it when done
 """
 
 from __future__ import annotations
@@ -13,14 +16,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from importlib.metadata import version
 from pathlib import Path
+from typing import cast
 
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select
 
 from distill.choices import LETTERS
 from distill.db import make_engine
@@ -171,32 +178,69 @@ def measure(db: Path, out: Path, *, fmt: str, to: str) -> dict[str, object]:
     return result
 
 
+def generations_in(db: Path) -> int:
+    engine = make_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        n = int(conn.execute(select(func.count()).select_from(Generation)).scalar_one())
+    engine.dispose()
+    return n
+
+
+def _load() -> str:
+    with open("/proc/loadavg") as f:
+        return f.read().split()[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--generations", type=int, default=100_000)
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--format", default="both", choices=["reasoning", "direct", "both"])
     parser.add_argument("--to", nargs="+", default=["disk"], choices=["disk", "jsonl", "parquet"])
-    parser.add_argument("--db", type=Path, help="Reuse (or build) this SQLite file.")
+    parser.add_argument("--rounds", type=int, default=1, help="Runs per figure (median shown).")
+    parser.add_argument(
+        "--db", type=Path, help="Reuse this SQLite file, or build it there and keep it."
+    )
     args = parser.parse_args()
+    print(
+        f"{time.strftime('%Y-%m-%d')}, {platform.node()}: {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, SQLAlchemy {version('sqlalchemy')}, "
+        f"datasets {version('datasets')}, pyarrow {version('pyarrow')}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         db = args.db or Path(tmp) / "bench.db"
         if not db.exists():
             started = time.perf_counter()
             build_db(db, generations=args.generations, samples=args.samples)
             print(
-                f"built {db} ({db.stat().st_size / 1e6:.0f} MB, {args.generations} generations) "
+                f"built {db} ({db.stat().st_size / 1e9:.1f} GB, {args.generations} generations) "
                 f"in {time.perf_counter() - started:.0f} s"
             )
-        with open("/proc/loadavg") as f:
-            print(f"load average before: {f.read().split()[0]} (on {os.cpu_count()} cores)")
+        else:
+            found = generations_in(db)
+            print(f"reusing {db} ({db.stat().st_size / 1e9:.1f} GB, {found} generations)")
+            if found != args.generations:
+                raise SystemExit(f"{db} holds {found} generations, not {args.generations}")
         for to in args.to:
-            r = measure(db, Path(tmp) / f"out-{to}", fmt=args.format, to=to)
+            runs = []
+            for i in range(args.rounds):
+                load = _load()
+                r = measure(db, Path(tmp) / f"out-{to}", fmt=args.format, to=to)
+                runs.append(r)
+                print(
+                    f"  round {i + 1}: {r['export_s']:.1f} s export "
+                    f"({r['total_s']:.1f} s with imports, {r['cpu_s']:.1f} s CPU), "
+                    f"peak RSS {r['peak_rss_mb']:.0f} MB (load average {load})"
+                )
+
+            def median(key: str, runs: list[dict[str, object]] = runs) -> float:
+                return statistics.median(cast(float, r[key]) for r in runs)
+
             print(
-                f"export --format {args.format} --to {to}: {r['export_s']:.1f} s export "
-                f"({r['total_s']:.1f} s with imports, {r['cpu_s']:.1f} s CPU), "
-                f"peak RSS {r['peak_rss_mb']:.0f} MB, "
-                f"records {r['records']}"
+                f"export --format {args.format} --to {to}, median of {len(runs)}: "
+                f"{median('export_s'):.1f} s export ({median('total_s'):.1f} s with imports, "
+                f"{median('cpu_s'):.1f} s CPU), peak RSS {median('peak_rss_mb'):.0f} MB, "
+                f"records {runs[0]['records']}"
             )
 
 
