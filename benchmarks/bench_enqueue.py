@@ -1,7 +1,7 @@
 """`distill enqueue` of a million jobs: wall time, the command's peak RSS, what it leaves in the
 broker, and how long a worker's reconciler pass takes to top the queue up.
 
-Builds a SQLite database of N questions with bulk inserts (MMLU-like: 4 options, 57 subjects),
+Builds a SQLite database of N questions with bulk inserts (benchmarks/synthetic.py),
 then runs the real `distill enqueue --n N --samples S` in a child process against the embedded
 broker, sampling its RSS; reports the jobs sent now and left for the workers (back-pressure,
 DISTILL_BROKER_BACKLOG), the messages and Redis memory, then drains the queue once and times one
@@ -36,14 +36,13 @@ if str(REPO_ROOT) not in sys.path:
 
 from sqlalchemy import func, insert, select, update  # noqa: E402
 
+from benchmarks.synthetic import question_row  # noqa: E402
 from distill.db import make_engine  # noqa: E402
 from distill.jobs.embedded import EmbeddedBroker  # noqa: E402
 from distill.models import Job, Question, utcnow  # noqa: E402
 from distill.teacher.server import DISTILL_CLI  # noqa: E402
-from schemas.mcq import MCQRecord  # noqa: E402
 
 MIB = 1024 * 1024
-SUBJECTS = [f"subject_{i:02d}" for i in range(57)]
 
 
 def build_db(url: str, questions: int, env: dict[str, str], seed: int = 0) -> None:
@@ -52,25 +51,7 @@ def build_db(url: str, questions: int, env: dict[str, str], seed: int = 0) -> No
     engine = make_engine(url)
     rng = random.Random(seed)
     for start in range(0, questions, 10_000):
-        rows = []
-        for qi in range(start, min(start + 10_000, questions)):
-            record = MCQRecord(
-                question=f"Question {qi}: which of these holds for case {rng.random():.6f}?",
-                choices=[f"choice {j} of question {qi}" for j in range(4)],
-                answer_index=rng.randrange(4),
-                subject=SUBJECTS[qi % len(SUBJECTS)],
-                source="bench",
-            )
-            rows.append(
-                {
-                    "uid": record.uid,
-                    "source": "bench",
-                    "subject": record.subject,
-                    "question": record.question,
-                    "choices": record.choices,
-                    "answer_index": record.answer_index,
-                }
-            )
+        rows = [question_row(qi, rng) for qi in range(start, min(start + 10_000, questions))]
         with engine.begin() as conn:
             conn.execute(insert(Question), rows)
     engine.dispose()

@@ -27,21 +27,19 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import cast
 
-from sqlalchemy import func, insert, select
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # run as a script: benchmarks/ is not a package on the path
+    sys.path.insert(0, str(REPO_ROOT))
 
-from distill.choices import LETTERS
-from distill.db import make_engine
-from distill.migrate import upgrade
-from distill.models import Generation, Job, JobStatus, Outcome, Question, Run
-from distill.prompts import PROMPT_VERSION
-from schemas.mcq import MCQRecord
+from sqlalchemy import func, insert, select  # noqa: E402
 
-SUBJECTS = [f"subject_{i:02d}" for i in range(57)]  # MMLU has 57
-_TEXT = (
-    "so the option seems plausible but wait let me reconsider the definition of this term "
-    "because energy is conserved and the second statement contradicts the first hence"
-)
-WORDS = _TEXT.split(" ")
+from benchmarks.synthetic import WORDS, insert_run, question_row  # noqa: E402
+from distill.choices import LETTERS  # noqa: E402
+from distill.db import make_engine  # noqa: E402
+from distill.migrate import upgrade  # noqa: E402
+from distill.models import Generation, Job, JobStatus, Outcome, Question  # noqa: E402
+from distill.prompts import PROMPT_VERSION  # noqa: E402
+
 BATCH = 5000
 
 
@@ -59,45 +57,16 @@ def build_db(path: Path, *, generations: int, samples: int, seed: int = 0) -> No
     rng = random.Random(seed)
     n_questions = generations // samples
     with engine.begin() as conn:
-        run_id = conn.execute(
-            insert(Run).returning(Run.id),
-            [
-                {
-                    "kind": "enqueue",
-                    "teacher_model": "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B",
-                    "prompt_version": PROMPT_VERSION,
-                    "params": {"temperature": 0.6, "top_p": 0.95, "max_tokens": 8192},
-                    "samples_per_question": samples,
-                    "requested_n": n_questions,
-                    "seed": seed,
-                }
-            ],
-        ).scalar_one()
+        run_id = insert_run(conn, samples=samples, questions=n_questions, seed=seed)
     for start in range(0, n_questions, BATCH):
         questions, jobs, gens = [], [], []
         for qi in range(start, min(start + BATCH, n_questions)):
-            record = MCQRecord(
-                question=f"Benchmark question {qi}: " + " ".join(rng.choices(WORDS, k=30)) + "?",
-                choices=[f"choice {j} of question {qi}" for j in range(4)],
-                answer_index=rng.randrange(4),
-                subject=SUBJECTS[qi % len(SUBJECTS)],
-                source="bench",
-            )
-            questions.append(
-                {
-                    "id": qi + 1,
-                    "uid": record.uid,
-                    "source": "bench",
-                    "subject": record.subject,
-                    "question": record.question,
-                    "choices": record.choices,
-                    "answer_index": record.answer_index,
-                }
-            )
+            question = question_row(qi, rng)
+            questions.append(question)
             for k in range(samples):
                 job_id = qi * samples + k + 1
                 order = rng.sample(range(4), 4)
-                gold = LETTERS[order.index(record.answer_index)]
+                gold = LETTERS[order.index(question["answer_index"])]
                 outcome = rng.choices(
                     [Outcome.correct, Outcome.incorrect, Outcome.truncated, Outcome.unparseable],
                     weights=[65, 20, 10, 5],

@@ -30,22 +30,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from sqlalchemy import func, insert, select, text
 
-from distill.choices import LETTERS
-from distill.db import make_engine
-from distill.migrate import upgrade
-from distill.models import Generation, Job, JobStatus, Outcome, Question, Run
-from distill.prompts import PROMPT_VERSION
-from schemas.mcq import MCQRecord
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # run as a script: benchmarks/ is not a package on the path
+    sys.path.insert(0, str(REPO_ROOT))
 
-SUBJECTS = [f"subject_{i:02d}" for i in range(57)]
-_TEXT = (
-    "so the option seems plausible but wait let me reconsider the definition of this term "
-    "because energy is conserved and the second statement contradicts the first hence"
-)
-WORDS = _TEXT.split(" ")
-TEACHER = "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B"
+from sqlalchemy import func, insert, select, text  # noqa: E402
+
+from benchmarks.synthetic import TEACHER, WORDS, insert_run, question_row  # noqa: E402
+from distill.choices import LETTERS  # noqa: E402
+from distill.db import make_engine  # noqa: E402
+from distill.migrate import upgrade  # noqa: E402
+from distill.models import Generation, Job, JobStatus, Outcome, Question  # noqa: E402
+from distill.prompts import PROMPT_VERSION  # noqa: E402
+
 BATCH = 5000
 RARE = "zebrafish"  # in one chain only: a search that must read nearly every chain
 
@@ -67,45 +65,15 @@ def build_db(url: str, *, generations: int, samples: int, seed: int = 0) -> int:
     start = datetime(2026, 1, 1, tzinfo=UTC)
     with engine.begin() as conn:
         run_ids = [
-            conn.execute(
-                insert(Run).returning(Run.id),
-                [
-                    {
-                        "kind": "enqueue",
-                        "teacher_model": TEACHER,
-                        "prompt_version": PROMPT_VERSION,
-                        "params": {"temperature": 0.6, "top_p": 0.95, "max_tokens": 8192},
-                        "samples_per_question": samples,
-                        "requested_n": n_questions,
-                        "seed": seed,
-                    }
-                ],
-            ).scalar_one()
-            for _ in range(2)
+            insert_run(conn, samples=samples, questions=n_questions, seed=seed) for _ in range(2)
         ]
     job_id = gen_id = 0
     long_id = 0
     for first in range(0, n_questions + 500, BATCH):
         questions, jobs, gens = [], [], []
         for qi in range(first, min(first + BATCH, n_questions + 500)):
-            record = MCQRecord(
-                question=f"Benchmark question {qi}: " + " ".join(rng.choices(WORDS, k=30)) + "?",
-                choices=[f"choice {j} of question {qi}" for j in range(4)],
-                answer_index=rng.randrange(4),
-                subject=SUBJECTS[qi % len(SUBJECTS)],
-                source="bench",
-            )
-            questions.append(
-                {
-                    "id": qi + 1,
-                    "uid": record.uid,
-                    "source": "bench",
-                    "subject": record.subject,
-                    "question": record.question,
-                    "choices": record.choices,
-                    "answer_index": record.answer_index,
-                }
-            )
+            question = question_row(qi, rng)
+            questions.append(question)
             pending = qi >= n_questions  # run 2's questions not answered yet
             run_id = run_ids[1] if qi >= live_from else run_ids[0]
             for k in range(samples):
@@ -134,7 +102,7 @@ def build_db(url: str, *, generations: int, samples: int, seed: int = 0) -> int:
                 if pending:
                     continue
                 gen_id += 1
-                gold = LETTERS[order.index(record.answer_index)]
+                gold = LETTERS[order.index(question["answer_index"])]
                 outcome = rng.choices(
                     [Outcome.correct, Outcome.incorrect, Outcome.truncated, Outcome.unparseable],
                     weights=[65, 20, 10, 5],
