@@ -13,7 +13,14 @@ import pytest
 from sqlalchemy import Engine, select
 
 from distill.db import session_scope
-from distill.jobs.publish import TASK_NAME, job_routes, producer_app, publish, queue_name
+from distill.jobs.publish import (
+    SINGLE_TASK_NAME,
+    TASK_NAME,
+    job_routes,
+    producer_app,
+    publish,
+    queue_name,
+)
 from distill.models import Job, JobStatus, Question
 from distill.prompts import PROMPT_VERSION
 from tests.faults.conftest import FaultStack
@@ -101,7 +108,8 @@ def test_a_crash_after_the_commit_before_the_ack_stores_one_result(
     crashing = stack.start_worker(concurrency=1, module="tests.support.crash_after_commit", **fast)
     stack.enqueue(4)
     wait_until(lambda: crashing.proc.poll() is not None, timeout=60, what="the crash")
-    assert count(engine, JobStatus.done) == 1  # committed, never acknowledged
+    # The four jobs travel in one message: all committed, the message never acknowledged.
+    assert count(engine, JobStatus.done) == 4
     stack.start_worker(concurrency=4, **fast)
     stack.wait_final(engine, 4, timeout=90)
     time.sleep(8)  # the unacknowledged message comes back after the visibility timeout
@@ -132,11 +140,16 @@ def test_a_malformed_message_is_dropped_without_delaying_a_job(
     app = producer_app(stack.redis.url)
     queue = queue_name(("test-teacher", PROMPT_VERSION))
     app.send_task(TASK_NAME, args=["not-an-id"], queue=queue)
+    app.send_task(TASK_NAME, args=[[1, "two"]], queue=queue)
+    app.send_task(SINGLE_TASK_NAME, args=["not-an-id"], queue=queue)  # the older message shape
     stack.start_worker(concurrency=4)
     stack.enqueue(2)
     elapsed = stack.wait_final(engine, 2, timeout=60)
     assert elapsed < 30 and stack.check(engine) == {JobStatus.done: 2}
-    assert "dropped a malformed message: job id 'not-an-id'" in stack.logs()
+    logs = stack.logs()
+    assert "dropped a malformed message: 'not-an-id' is not a list of job ids" in logs
+    assert "dropped a malformed message: [1, 'two'] is not a list of job ids" in logs
+    assert "dropped a malformed message: job id 'not-an-id' is not an integer" in logs
 
 
 @pytest.mark.parametrize("signals", [["SIGTERM"], ["SIGINT"], ["SIGINT", "SIGINT"]])
