@@ -117,7 +117,8 @@ def _act(task: Task[[Any], str], outcomes: Sequence[JobOutcome]) -> str:
                 countdown=delay or None,
             )
     except Exception as exc:
-        log.warning("could not send %d job(s) again (%s): message kept", len(resend), exc)
+        jobs = sum(len(ids) for ids in resend.values())
+        log.warning("could not send %d job(s) again (%s): message kept", jobs, exc)
         raise Reject(str(exc), requeue=True) from exc
     actions = Counter(o.action for o in outcomes)
     return ", ".join(f"{n} {action}" for action, n in sorted(actions.items()))

@@ -133,9 +133,9 @@ def forget_published(session: Session) -> int:
 
 def feed(
     engine: Engine, *, broker_url: str, per_message: int, backlog: int | None, first: list[int]
-) -> tuple[int, set[int]]:
+) -> set[int]:
     """Send `first`, then unpublished jobs BATCH at a time, until none are left or the queue
-    holds `backlog` jobs. Returns (how many were sent, the ids sent)."""
+    holds `backlog` jobs. Returns the ids sent."""
     sent_ids: set[int] = set()
     pending = first
     while True:
@@ -151,7 +151,7 @@ def feed(
         if sent < len(pending):
             break  # the queue is full: the rest wait for the next pass
         pending = []
-    return len(sent_ids), sent_ids
+    return sent_ids
 
 
 def held_by_the_dead(
@@ -195,13 +195,13 @@ def reconcile(
     if lost:
         with session_scope(engine) as session:
             forget_published(session)
-    published, sent = feed(
+    sent = feed(
         engine, broker_url=broker_url, per_message=per_message, backlog=backlog, first=requeued
     )
     given_back = held_by_the_dead(
         engine, broker_url=broker_url, lease_seconds=lease_seconds, sent=sent
     )
-    result = Reconciled(len(requeued), failed, published, lost, given_back)
+    result = Reconciled(len(requeued), failed, len(sent), lost, given_back)
     if result:
         log.info(
             "reconciled: %d expired lease(s) requeued, %d failed, %d message(s) sent, "

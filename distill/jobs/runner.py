@@ -3,11 +3,11 @@ and batched writes.
 
 Celery hands each message (a few job ids) to a thread of its `threads` pool; the thread submits
 the ids here and waits for their outcomes, so acks stay late (a killed worker's messages come
-back). One asyncio
-loop, in a thread of its own, claims the submitted jobs in one transaction per batch, runs their
-teacher calls concurrently over one HTTP connection pool, and writes results in one transaction
-per batch. Idle threads waiting on futures cost little memory; one OS process per request would
-cost gigabytes, and one transaction per step per job would compete with vLLM for the host's CPU.
+back). One asyncio loop, in a thread of its own, claims the submitted jobs in one transaction per
+batch, runs their teacher calls concurrently over one HTTP connection pool, and writes results in
+one transaction per batch. Idle threads waiting on futures cost little memory; one OS process per
+request would cost gigabytes, and one transaction per step per job would compete with vLLM for
+the host's CPU.
 
 Beside that work the loop keeps the run alive: a heartbeat renews the leases of the jobs in flight
 and tells `distill status` the worker is there; the reconciler (distill.jobs.reconcile) puts back
