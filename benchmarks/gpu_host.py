@@ -24,7 +24,6 @@ import json
 import shlex
 import sys
 import tempfile
-from importlib.util import find_spec
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -53,8 +52,8 @@ def main() -> None:
     p.add_argument(
         "--client",
         choices=("aiohttp", "httpx"),
-        help="the direct phases' client (default: aiohttp when installed, else httpx; "
-        "aiohttp spends less CPU per request, a stricter ceiling)",
+        help="the direct phases' client (default aiohttp, the worker's own HTTP stack; "
+        "httpx spends more CPU per request, a lower ceiling)",
     )
     p.add_argument("--broker-url", help="a Redis broker (default: an embedded one of its own)")
     p.add_argument("--out", type=Path, help="work directory (default: a temporary one)")
@@ -73,7 +72,7 @@ def main() -> None:
         url=args.url,
         model=args.model,
         broker_url=args.broker_url,
-        client=args.client or ("aiohttp" if find_spec("aiohttp") else "httpx"),
+        client=args.client or "aiohttp",
     )
     print(f"direct client: {cfg.client}", flush=True)
     work = args.out or Path(tempfile.mkdtemp(prefix="gpu-host-"))

@@ -24,9 +24,8 @@ from workers.app import build
 from workers.pool import ThreadPool
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-# Loggers that write a line (or three) per job at INFO: Celery's "received" and "succeeded",
-# httpx's request line (which would also print a URL's credentials).
-PER_JOB_LOGGERS = ("celery.worker.strategy", "celery.app.trace", "httpx", "httpcore")
+# Loggers that write a line (or three) per job at INFO: Celery's "received" and "succeeded".
+PER_JOB_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
 
 log = logging.getLogger("distill.worker")
 

@@ -2,4 +2,4 @@
 fits a token budget to its context, `parsing` reads a completion, `grading` turns it into an
 outcome, `vllm` starts vLLM for the configured teacher.
 
-Submodules are imported where they are used: `distill teacher serve` must not load httpx."""
+Submodules are imported where they are used: `distill teacher serve` must not load aiohttp."""

@@ -1,19 +1,27 @@
 """Async client for an OpenAI-compatible chat completions server (vLLM, SGLang, DeepSeek API).
 
-Plain httpx rather than the openai SDK: the SDK retries on its own, which would multiply ours and
-hide the attempts from our logs. One client keeps many requests in flight over a shared
-connection pool, because vLLM batches continuously and a fixed batch waits for its slowest member.
-The client binds its connections to the event loop that first uses it: one OpenAITeacher per loop.
+aiohttp rather than the openai SDK: the SDK retries on its own, which would multiply ours and
+hide the attempts from our logs. And aiohttp rather than httpx: the worker shares the host's
+cores with vLLM's scheduler and detokenizer, and httpx (httpcore on anyio) spent several times
+aiohttp's CPU per request (docs/benchmarks.md). One client keeps many requests in flight over a
+shared connection pool, because vLLM batches continuously and a fixed batch waits for its
+slowest member. Its session is made on the event loop that first uses it and is bound to that
+loop: one OpenAITeacher per loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
+import time
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, Self
 
-import httpx
+import aiohttp
+from multidict import CIMultiDictProxy
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tenacity import (
     AsyncRetrying,
@@ -23,6 +31,7 @@ from tenacity import (
     stop_after_attempt,
     wait_random_exponential,
 )
+from yarl import URL
 
 from distill import redact
 from distill.config import Settings
@@ -31,7 +40,6 @@ from schemas.teacher import TeacherRequest, TeacherResult
 logger = logging.getLogger(__name__)
 
 _ERROR_TEXT_LIMIT = 500
-_CONNECTIONS_PER_POOL = 8
 
 
 class Teacher(Protocol):
@@ -110,14 +118,33 @@ class _ModelList(BaseModel):
     data: list[_ModelEntry]
 
 
-def _without_credentials(url: str) -> tuple[str, httpx.BasicAuth | None]:
-    """The URL without user and password, and those as Basic auth: httpx's request lines (at
-    DEBUG) and its errors print the URL, so a password in it would reach the logs. An API key,
+def _without_credentials(url: str) -> tuple[str, str | None]:
+    """The URL without user and password, and those as a Basic Authorization header: the URL
+    is printed in our error messages and logs, so a password in it must not be. An API key,
     when set, is sent instead (as a bearer token)."""
-    parsed = httpx.URL(url)
-    if not (parsed.username or parsed.password):
+    try:
+        parsed = URL(url)
+    except ValueError:
+        return url, None  # not a URL at all: the first request says so
+    if not (parsed.user or parsed.password):
         return url, None
-    return str(parsed.copy_with(userinfo=b"")), httpx.BasicAuth(parsed.username, parsed.password)
+    pair = f"{parsed.user or ''}:{parsed.password or ''}".encode()
+    return str(parsed.with_user(None)), f"Basic {base64.b64encode(pair).decode('ascii')}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Response:
+    """One HTTP exchange, read whole: the body is one JSON document."""
+
+    status: int
+    reason: str
+    headers: CIMultiDictProxy[str]
+    content: bytes
+    elapsed: float  # seconds from sending the request to the end of the body
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
 
 
 class OpenAITeacher:
@@ -146,30 +173,31 @@ class OpenAITeacher:
         self.backoff_max = backoff_max
         self.temperature = temperature
         self.top_p = top_p
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        # Several small pools instead of one big one: httpcore checks every connection of a pool
-        # (a socket poll each) on every request event, so one pool of 64 costs the worker CPU
-        # that vLLM's own scheduler needs. Requests go to the least busy pool.
-        sizes = _split(max_connections, _CONNECTIONS_PER_POOL)
-        # One TLS context shared by the pools, and none for plain http: loading the CA bundle
-        # costs ~0.1 s of CPU per context.
-        verify = httpx.create_ssl_context() if self.base_url.startswith("https://") else False
-        self._pools = [
-            httpx.AsyncClient(
-                headers=headers,
-                auth=None if api_key else auth,
-                verify=verify,
-                timeout=httpx.Timeout(timeout),
-                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
-            )
-            for size in sizes
-        ]
-        self._in_flight = [0] * len(sizes)
-        # At most max_connections requests reach httpx at once, so the chosen pool always has a
-        # free connection: httpcore rescans its whole queue on every event (hundreds of queued
-        # requests cost seconds of CPU), and time spent queued must not count as request time.
+        authorization = f"Bearer {api_key}" if api_key else auth
+        self._headers = {"Authorization": authorization} if authorization else {}
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        # At most max_connections requests reach aiohttp at once, so each finds a free
+        # connection: time spent waiting for one must not count against the request's timeout
+        # nor as its latency.
         self._slots = asyncio.Semaphore(max_connections)
         self._backoff = wait_random_exponential(multiplier=1, max=backoff_max)
+
+    def _client(self) -> aiohttp.ClientSession:
+        """The session, made on first use: aiohttp binds it to the running loop."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                headers=self._headers,
+                connector=aiohttp.TCPConnector(
+                    limit=self._max_connections, limit_per_host=self._max_connections
+                ),
+                # asyncio.timeout in _send bounds the whole exchange; aiohttp's own default
+                # (5 minutes in total) would cut long chains short.
+                timeout=aiohttp.ClientTimeout(total=None),
+                # HTTP(S)_PROXY and NO_PROXY from the environment, as curl and httpx read them.
+                trust_env=True,
+            )
+        return self._session
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OpenAITeacher:
@@ -197,8 +225,9 @@ class OpenAITeacher:
         await self.aclose()
 
     async def aclose(self) -> None:
-        for pool in self._pools:
-            await pool.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     def request(self, messages: list[dict[str, str]], *, max_tokens: int) -> TeacherRequest:
         """A request for this client's model and default sampling (probes and checks; a job's
@@ -248,7 +277,7 @@ class OpenAITeacher:
             # The body is the model's output: it is stored nowhere and logged nowhere, so the
             # message says what is wrong with it, not what it says.
             raise TeacherError(
-                f"malformed response from {redact.url(url)} (HTTP {response.status_code}, "
+                f"malformed response from {redact.url(url)} (HTTP {response.status}, "
                 f"{len(response.content)} bytes): {exc.error_count()} validation errors",
                 retryable=True,
             ) from None
@@ -262,7 +291,7 @@ class OpenAITeacher:
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             # From sending the request to the end of the body: no queueing, no backoff.
-            latency_s=response.elapsed.total_seconds(),
+            latency_s=response.elapsed,
             model=completion.model or str(body["model"]),
         )
 
@@ -314,39 +343,44 @@ class OpenAITeacher:
         except ValidationError:
             return None
 
-    async def _send(self, method: str, url: str, *, json: Any = None) -> httpx.Response:
+    async def _send(self, method: str, url: str, *, json: Any = None) -> _Response:
         """One HTTP exchange; every failure becomes a TeacherError that says whether to retry."""
         try:
             async with self._slots:
-                pool = min(range(len(self._pools)), key=self._in_flight.__getitem__)
-                self._in_flight[pool] += 1
-                try:
-                    # httpx's timeout bounds each read; this bounds the whole exchange.
-                    async with asyncio.timeout(self.timeout):
-                        response = await self._pools[pool].request(method, url, json=json)
-                finally:
-                    self._in_flight[pool] -= 1
-        except (httpx.TimeoutException, TimeoutError):
+                started = time.perf_counter()
+                # This bounds the whole exchange, the body's last byte included.
+                async with asyncio.timeout(self.timeout):
+                    async with self._client().request(method, url, json=json) as raw:
+                        content = await raw.read()
+                response = _Response(
+                    raw.status,
+                    raw.reason or "",
+                    raw.headers,
+                    content,
+                    time.perf_counter() - started,
+                )
+        except TimeoutError:  # aiohttp's own timeouts are TimeoutErrors too
             raise TeacherError(
                 f"no response from {redact.url(url)} within {self.timeout:g}s", retryable=True
             ) from None
-        except httpx.UnsupportedProtocol:
+        except (aiohttp.NonHttpUrlClientError, aiohttp.InvalidUrlClientError):
             raise TeacherError(
                 f"teacher URL {redact.url(url)!r} must start with http:// or https:// "
                 "(DISTILL_TEACHER_URL)",
                 retryable=False,
             ) from None
-        except httpx.TransportError as exc:
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            # Refused, reset, DNS, TLS, or a connection dropped mid-body.
             raise TeacherError(
-                f"cannot reach the teacher at {redact.url(url)} ({type(exc).__name__}: {exc}); "
-                "is the server running and DISTILL_TEACHER_URL right?",
+                f"cannot reach the teacher at {redact.url(url)} ({type(exc).__name__}: "
+                f"{redact.text(str(exc))}); is the server running and DISTILL_TEACHER_URL right?",
                 retryable=True,
             ) from None
-        except httpx.RequestError as exc:  # e.g. a body that fails to decode
+        except aiohttp.ClientError as exc:  # e.g. a malformed status line or headers
             raise TeacherError(
                 f"request to {redact.url(url)} failed ({type(exc).__name__})", retryable=True
             ) from None
-        status = response.status_code
+        status = response.status
         if status < 400:
             return response
         message = f"HTTP {status} from {redact.url(url)}: {_server_message(response)}"
@@ -376,23 +410,17 @@ class OpenAITeacher:
         )
 
 
-def _split(total: int, per_part: int) -> list[int]:
-    """`total` as near-equal parts of at most `per_part`: _split(20, 8) == [7, 7, 6]."""
-    parts = max(1, -(-total // per_part))
-    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
-
-
 def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, TeacherError) and exc.retryable
 
 
-def _server_message(response: httpx.Response) -> str:
+def _server_message(response: _Response) -> str:
     """The error text the server sent: vLLM's {"object": "error", "message": ...}, OpenAI's
     {"error": {"message": ...}}, FastAPI's {"detail": ...}, or the raw body."""
     try:
-        payload = response.json()
+        payload = json.loads(response.content)
     except ValueError:
-        return excerpt(response.text) or response.reason_phrase
+        return excerpt(response.text) or response.reason
     if isinstance(payload, dict):
         error = payload.get("error")
         if isinstance(error, dict) and isinstance(error.get("message"), str):
@@ -404,7 +432,7 @@ def _server_message(response: httpx.Response) -> str:
     return excerpt(response.text)
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: _Response) -> float | None:
     try:
         return max(0.0, float(response.headers.get("retry-after", "")))
     except ValueError:
