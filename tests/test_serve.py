@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-import respx
 from typer.testing import CliRunner
 
 from distill.cli.teacher import app
@@ -30,6 +29,7 @@ from distill.teacher.server import (
     start_teacher,
     stop_teacher,
 )
+from tests.support.fake_openai import FakeOpenAIServer, Reply
 from tests.support.vllm import TINY_TEACHER_DIR, require_vllm_tier
 
 runner = CliRunner()
@@ -270,54 +270,41 @@ def test_exec_failure_is_a_user_error(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # --- distill teacher check -------------------------------------------------------------------
 
-COMPLETION = {
-    "id": "x",
-    "object": "chat.completion",
-    "model": "tiny-teacher",
-    "choices": [
-        {
-            "index": 0,
-            "message": {"role": "assistant", "content": "2 + 2 = 4.\n</think>\n\nThe answer is B."},
-            "finish_reason": "stop",
-        }
-    ],
-    "usage": {"prompt_tokens": 40, "completion_tokens": 12},
-}
+CHAIN = "2 + 2 = 4.\n</think>\n\nThe answer is B."
 
 
 @pytest.fixture
-def fake_teacher(monkeypatch: pytest.MonkeyPatch) -> Iterator[respx.MockRouter]:
-    monkeypatch.setenv("DISTILL_TEACHER_URL", "http://teacher.test/v1")
-    monkeypatch.setenv("DISTILL_TEACHER_MODEL", "tiny-teacher")
-    with respx.mock(base_url="http://teacher.test/v1", assert_all_called=False) as router:
-        router.get("/models").respond(json={"object": "list", "data": [{"id": "tiny-teacher"}]})
-        router.post("/chat/completions").respond(json=COMPLETION)
-        yield router
+def fake_teacher(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer(model="tiny-teacher") as server:
+        server.script([Reply(text=CHAIN, completion_tokens=12)] * 4)
+        monkeypatch.setenv("DISTILL_TEACHER_URL", server.url)
+        monkeypatch.setenv("DISTILL_TEACHER_MODEL", "tiny-teacher")
+        yield server
 
 
-def test_check_json_reports_model_latency_and_shape(fake_teacher: respx.MockRouter) -> None:
+def test_check_json_reports_model_latency_and_shape(fake_teacher: FakeOpenAIServer) -> None:
     result = runner.invoke(app, ["check", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["model"] == "tiny-teacher"
-    assert report["url"] == "http://teacher.test/v1"
+    assert report["url"] == fake_teacher.url
     assert report["shape"] == "open_tag_omitted"
     assert report["latency_s"] >= 0
     assert report["completion_tokens"] == 12
 
 
-def test_check_prints_a_readable_report(fake_teacher: respx.MockRouter) -> None:
+def test_check_prints_a_readable_report(fake_teacher: FakeOpenAIServer) -> None:
     result = runner.invoke(app, ["check"])
     assert result.exit_code == 0, result.output
     lines = dict(line.split(maxsplit=1) for line in result.stdout.splitlines())
     assert lines["teacher"].startswith("tiny-teacher")
-    assert lines["url"] == "http://teacher.test/v1"
+    assert lines["url"] == fake_teacher.url
     assert lines["latency"].endswith("for 12 tokens")
     assert lines["shape"].startswith("open_tag_omitted:")
 
 
 def test_check_of_a_model_the_server_does_not_serve(
-    fake_teacher: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+    fake_teacher: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DISTILL_TEACHER_MODEL", "other-model")
     result = runner.invoke(app, ["check"])
