@@ -55,7 +55,7 @@ THINK_PROMPT = "<think>\n"  # the chat template's generation prompt ends with it
 SIZES = {
     # train questions, samples each, held-out questions, steps, student eval budget
     "full": {"train": 600, "samples": 4, "heldout": 400, "steps": 600, "max_tokens": 160},
-    "quick": {"train": 150, "samples": 4, "heldout": 150, "steps": 150, "max_tokens": 160},
+    "quick": {"train": 150, "samples": 4, "heldout": 150, "steps": 100, "max_tokens": 160},
 }
 
 
