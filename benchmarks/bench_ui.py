@@ -10,6 +10,7 @@ long the export preview takes to be ready (it is computed in the background).
     .venv/bin/python benchmarks/bench_ui.py                        # 100k on SQLite
     .venv/bin/python benchmarks/bench_ui.py --db /tmp/ui.db        # keep (or reuse) the file
     .venv/bin/python benchmarks/bench_ui.py --analyze              # ANALYZE first (planner stats)
+    .venv/bin/python benchmarks/bench_ui.py --url ... --vacuum     # VACUUM ANALYZE first
     .venv/bin/python benchmarks/bench_ui.py --url postgresql+psycopg://postgres@127.0.0.1/uibench
 
 A database that already holds generations is measured as it is (not built again).
@@ -246,6 +247,12 @@ def main() -> None:
     parser.add_argument("--url", help="A database to fill (if empty) instead, e.g. PostgreSQL.")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--analyze", action="store_true", help="Run ANALYZE before measuring.")
+    parser.add_argument(
+        "--vacuum",
+        action="store_true",
+        help="PostgreSQL: VACUUM ANALYZE first (what autovacuum leaves of an insert-mostly table: "
+        "the visibility map that index-only scans need).",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         url = args.url or f"sqlite:///{args.db or Path(tmp) / 'ui.db'}"
@@ -266,7 +273,10 @@ def main() -> None:
                     or 1
                 )
             count = conn.scalar(select(func.count(Generation.id)))
-        if args.analyze:
+        if args.vacuum and engine.dialect.name == "postgresql":
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("VACUUM ANALYZE"))
+        elif args.analyze or args.vacuum:
             with engine.begin() as conn:
                 conn.execute(text("ANALYZE"))
         engine.dispose()

@@ -18,7 +18,7 @@ from distill.errors import UserError
 
 # The newest migration (distill/migrations/versions): what a database must be at for this code,
 # checked at start without loading Alembic; a test keeps it equal to Alembic's own head.
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0006"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

@@ -95,8 +95,16 @@ def _enum(cls: type[enum.Enum]) -> Enum:
     )
 
 
+def trigram_index(name: str, column: str) -> Index:
+    """A pg_trgm GIN index, which substring searches (LIKE/ILIKE '%text%') can use; it is
+    created on PostgreSQL only (SQLite has no such index)."""
+    index = Index(name, column, postgresql_using="gin", postgresql_ops={column: "gin_trgm_ops"})
+    return index.ddl_if(dialect="postgresql")
+
+
 class Question(Base):
     __tablename__ = "questions"
+    __table_args__ = (trigram_index("ix_questions_question_trgm", "question"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     uid: Mapped[str] = mapped_column(String(64), unique=True)
@@ -195,6 +203,9 @@ class Generation(Base):
         # completion tokens) from their job ids: PostgreSQL reads it instead of the rows
         # (migration 0005).
         Index("ix_generations_job_id_outcome_tokens", "job_id", "outcome", "completion_tokens"),
+        # The UI's text search (ILIKE '%word%') finds a rare word through it instead of reading
+        # every chain; PostgreSQL only, and only where pg_trgm could be installed (0006).
+        trigram_index("ix_generations_reasoning_trgm", "reasoning"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -4,13 +4,17 @@ backend, and the migrations must run down and up again."""
 from __future__ import annotations
 
 import json
+import logging
+import uuid
 
+import pytest
 from alembic import command
-from sqlalchemy import inspect, text
+from sqlalchemy import Engine, inspect, make_url, text
 
 from distill.config import Settings
-from distill.db import get_engine
-from distill.migrate import alembic_config, check
+from distill.db import SCHEMA_HEAD, get_engine, make_engine
+from distill.migrate import alembic_config, check, upgrade
+from tests.conftest import BACKEND, PG_ADMIN_URL
 
 
 def test_alembic_check_finds_no_drift(settings: Settings) -> None:
@@ -159,3 +163,65 @@ def test_status_indexes_come_with_0005_and_go_with_its_downgrade(settings: Setti
     assert not new & set(indexes())
     command.upgrade(cfg, "head")
     assert new <= set(indexes())
+
+
+def _trigram_indexes(engine: Engine) -> set[str]:
+    found = set()
+    for table in ("questions", "generations"):
+        for index in inspect(engine).get_indexes(table):
+            if str(index["name"]).endswith("_trgm"):
+                found.add(str(index["name"]))
+    return found
+
+
+def test_search_indexes_come_with_0006_on_postgresql_only(settings: Settings) -> None:
+    """The UI's text search finds a rare word through pg_trgm indexes (docs/ui.md, "At
+    scale"); SQLite has none and the migration leaves it alone."""
+    cfg = alembic_config(settings.database_url)
+    engine = get_engine(settings.database_url)
+    expected = {"ix_generations_reasoning_trgm", "ix_questions_question_trgm"}
+    if engine.dialect.name != "postgresql":
+        assert not _trigram_indexes(engine)
+        return
+    assert _trigram_indexes(engine) == expected
+    command.downgrade(cfg, "0005")
+    assert not _trigram_indexes(engine)
+    command.upgrade(cfg, "head")
+    assert _trigram_indexes(engine) == expected
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="a PostgreSQL role without CREATE")
+def test_an_upgrade_by_a_role_that_may_not_install_pg_trgm_skips_the_search_indexes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A managed database may refuse CREATE EXTENSION: the upgrade still reaches the head, and
+    says which statements would add the indexes."""
+    name = f"distill_noext_{uuid.uuid4().hex[:8]}"
+    role = f"distill_limited_{uuid.uuid4().hex[:8]}"
+    admin = make_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        conn.execute(text(f'CREATE ROLE "{role}" LOGIN'))
+    url = make_url(PG_ADMIN_URL).set(database=name)
+    owner = make_engine(url.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
+    try:
+        with owner.connect() as conn:  # tables in public, but not CREATE on the database
+            conn.execute(text(f'GRANT ALL ON SCHEMA public TO "{role}"'))
+        limited = url.set(username=role).render_as_string(hide_password=False)
+        with caplog.at_level(logging.WARNING, logger="alembic.runtime.migration"):
+            upgrade(limited)
+        engine = make_engine(limited)
+        try:
+            with engine.connect() as conn:
+                assert conn.scalar(text("SELECT version_num FROM alembic_version")) == SCHEMA_HEAD
+            assert not _trigram_indexes(engine)
+        finally:
+            engine.dispose()
+        assert "pg_trgm could not be installed" in caplog.text
+        assert "CREATE INDEX ix_generations_reasoning_trgm ON generations" in caplog.text
+    finally:
+        owner.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
+        admin.dispose()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import context
 from sqlalchemy import Connection
 
@@ -19,10 +21,20 @@ def _url() -> str:
 
 
 def _configure(connection: Connection) -> None:
+    dialect = connection.dialect.name
+
+    def include_object(
+        obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+    ) -> bool:
+        # The PostgreSQL-only indexes (models.trigram_index) exist nowhere else.
+        postgresql_only = type_ == "index" and bool(obj.dialect_kwargs.get("postgresql_using"))
+        return dialect == "postgresql" or not postgresql_only
+
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_item=render_item,
+        include_object=include_object,
         # SQLite cannot ALTER most things in place; batch mode recreates tables.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,

@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from distill.export import export_dataset
-from distill.models import Outcome
+from distill.models import Generation, Job, Outcome, Question
 from distill.ui.queries.chains import ChainFilters, Sort, list_chains
 from distill.ui.queries.preview import PreviewRequest, compute_preview
 from distill.ui.queries.runs import lengths_and_throughput, list_runs, run_detail
@@ -45,6 +45,41 @@ def test_text_search_reads_questions_and_chains(engine: Engine, seeded: Seeded) 
     with Session(engine) as s:
         page = list_chains(s, filters=ChainFilters(q="energy"))
     assert page.total is None and page.rows  # a search is not counted
+
+
+@pytest.mark.parametrize("sort", list(Sort))
+@pytest.mark.parametrize("q", ["energy", "onerror", "e"])
+def test_a_search_pages_through_its_question_and_chain_matches_in_order(
+    engine: Engine, seeded: Seeded, sort: Sort, q: str
+) -> None:
+    """A search is two queries merged (one per column): page by page it is exactly the
+    unsearched list, in its order, cut to the generations whose question or chain holds q."""
+    with Session(engine) as s:
+        everything = list_chains(s, filters=ChainFilters(sort=sort), per_page=500).rows
+        questions = {
+            i: text
+            for i, text in s.execute(
+                select(Generation.id, Question.question)
+                .join(Job, Job.id == Generation.job_id)
+                .join(Question, Question.id == Job.question_id)
+            )
+        }
+        chains = {i: text for i, text in s.execute(select(Generation.id, Generation.reasoning))}
+        expected = [
+            r.generation_id
+            for r in everything
+            if q.casefold() in questions[r.generation_id].casefold()
+            or q.casefold() in (chains[r.generation_id] or "").casefold()
+        ]
+        found: list[int] = []
+        page = 1
+        while True:
+            listed = list_chains(s, filters=ChainFilters(q=q, sort=sort, page=page), per_page=3)
+            found += [r.generation_id for r in listed.rows]
+            if not listed.has_next:
+                break
+            page += 1
+    assert expected and found == expected
 
 
 def test_sorts(engine: Engine, seeded: Seeded) -> None:

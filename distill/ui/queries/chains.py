@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import ColumnElement, Float, Select, case, cast, func, select
+from sqlalchemy import ColumnElement, Float, Select, case, cast, func, or_, select, union
 from sqlalchemy.orm import Session
 
 from distill.choices import gold_letter
@@ -133,11 +133,6 @@ def _where(session: Session, filters: ChainFilters) -> list[ColumnElement[bool]]
             where.append(Generation.finish_reason.is_(None))
         else:
             where.append(Generation.finish_reason == filters.finish)
-    if filters.q:
-        where.append(
-            text_match(session, Question.question, filters.q)
-            | text_match(session, Generation.reasoning, filters.q)
-        )
     return where
 
 
@@ -157,13 +152,23 @@ def _order(filters: ChainFilters, difficulty: Any) -> list[Any]:
     return by[filters.sort]
 
 
+SEARCHED = (Question.question, Generation.reasoning)
+
+
 def _filtered(
-    session: Session, stmt: Select[Any], filters: ChainFilters
+    session: Session,
+    stmt: Select[Any],
+    filters: ChainFilters,
+    *,
+    search: tuple[Any, ...] = SEARCHED,
 ) -> tuple[Select[Any], Any]:
     """`stmt` (over generations) with the filters applied, joining only the tables they need:
-    an unfiltered count or page reads the generations' indexes alone."""
+    an unfiltered count or page reads the generations' indexes alone. A text search matches
+    any of the `search` columns."""
     needs_job = filters.run is not None or filters.subject is not None or filters.needs_difficulty
-    needs_question = filters.subject is not None or bool(filters.q)
+    needs_question = filters.subject is not None or (
+        bool(filters.q) and any(column is Question.question for column in search)
+    )
     if needs_job or needs_question:
         stmt = stmt.join(Job, Job.id == Generation.job_id)
     if needs_question:
@@ -176,17 +181,52 @@ def _filtered(
             stmt = stmt.where(difficulty.c.difficulty >= filters.dmin - 1e-9)
         if filters.dmax is not None:
             stmt = stmt.where(difficulty.c.difficulty <= filters.dmax + 1e-9)
-    return stmt.where(*_where(session, filters)), difficulty
+    where = _where(session, filters)
+    if filters.q:
+        where.append(or_(*(text_match(session, column, filters.q) for column in search)))
+    return stmt.where(*where), difficulty
+
+
+def _chosen(session: Session, filters: ChainFilters, *, offset: int, limit: int) -> Select[Any]:
+    """The ids of a page, in order.
+
+    A text search matches the question or the chain. On PostgreSQL it is asked as two queries,
+    one per column, each ordered and cut to the page's end, then merged: with one condition on
+    one table each, the planner can choose per word between reading chains from the top of the
+    order until a page is full (a common word) and finding them through migration 0006's
+    trigram index (a rare one, which otherwise means reading every chain). An OR across the two
+    tables would leave it only the first, which is all SQLite has (no such index): there the
+    one query with the OR reads the chains once, not twice."""
+    ids = select(Generation.id).select_from(Generation)
+    if not filters.q or session.get_bind().dialect.name == "sqlite":
+        chosen, difficulty = _filtered(session, ids, filters)
+        return chosen.order_by(*_order(filters, difficulty)).limit(limit).offset(offset)
+    halves = []
+    for column in SEARCHED:
+        half, difficulty = _filtered(session, ids, filters, search=(column,))
+        top = half.order_by(*_order(filters, difficulty)).limit(offset + limit).subquery()
+        halves.append(select(top.c.id))
+    either = union(*halves).subquery()
+    chosen, difficulty = _filtered(session, ids, filters.model_copy(update={"q": None}))
+    chosen = chosen.where(Generation.id.in_(select(either.c.id)))
+    return chosen.order_by(*_order(filters, difficulty)).limit(limit).offset(offset)
 
 
 def list_chains(session: Session, *, filters: ChainFilters, per_page: int = PER_PAGE) -> ChainPage:
     """One page of generations. The page's ids are chosen first, on the filter and sort
     columns alone; only those rows are then read with their job and question ("deferred join":
     a deep OFFSET skips index entries, not joined rows)."""
-    chosen, difficulty = _filtered(session, select(Generation.id).select_from(Generation), filters)
-    chosen = chosen.order_by(*_order(filters, difficulty))
     offset = (filters.page - 1) * per_page
-    ids = list(session.scalars(chosen.limit(per_page + 1).offset(offset)))
+    chosen = _chosen(session, filters, offset=offset, limit=per_page + 1)
+    total = None
+    if (filters.dmin is not None or filters.dmax is not None) and not filters.q:
+        # A difficulty range is an aggregate over the whole selection: the count comes with
+        # the page, from the same statement, rather than from computing it a second time.
+        picked = session.execute(chosen.add_columns(func.count().over())).all()
+        ids = [r[0] for r in picked]
+        total = int(picked[0][1]) if picked else None
+    else:
+        ids = list(session.scalars(chosen))
     has_next = len(ids) > per_page
     ids = ids[:per_page]
     found = {
@@ -216,9 +256,11 @@ def list_chains(session: Session, *, filters: ChainFilters, per_page: int = PER_
     }
     rows = [found[i] for i in ids if i in found]
     scores = difficulties(session, question_ids={r[3] for r in rows}, run_id=filters.run)
-    total = None
-    if not filters.q:
-        counted, _ = _filtered(session, select(func.count()).select_from(Generation), filters)
+    if total is None and not filters.q:
+        # Every generation has a difficulty (its own sample counts), so the count of a sort by
+        # it is the count without it: one aggregate over the selection fewer.
+        unsorted = filters.model_copy(update={"sort": Sort.newest})
+        counted, _ = _filtered(session, select(func.count()).select_from(Generation), unsorted)
         total = int(session.scalar(counted) or 0)
     return ChainPage(
         rows=[
