@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import redis
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, event, func, select, update
 from sqlalchemy import exc as sa_exc
 
 from distill.config import Settings
@@ -82,6 +82,33 @@ def test_a_late_result_is_kept_unless_the_job_was_claimed_again(engine: Engine) 
     assert statuses == {kept: JobStatus.done, lost: None}
     assert _job(engine, kept).status == JobStatus.done
     assert _job(engine, lost).status == JobStatus.running
+
+
+def test_answers_whose_leases_hold_are_stored_by_one_update_and_one_insert(
+    engine: Engine,
+) -> None:
+    """The runner's answers carry their claim's attempt (for the late case above); that must
+    not send each of them down the one-job-at-a-time path, which cost the worker a third of
+    its CPU (docs/benchmarks.md)."""
+    add_questions(engine, 6)
+    ids = enqueue(engine, 6).job_ids
+    held = _claim(engine, ids).claimed
+    answers = [Success(c.job_id, c.lease_token, generation(), attempt=c.attempts) for c in held]
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement.split()[0].upper())
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        with session_scope(engine) as s:
+            statuses = finish(s, answers, max_attempts=3)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert statuses == dict.fromkeys(ids, JobStatus.done)
+    assert statements.count("UPDATE") == 1 and statements.count("INSERT") == 1
+    with session_scope(engine) as s:
+        assert s.scalar(select(func.count()).select_from(Generation)) == 6
 
 
 # --- the reconciler -----------------------------------------------------------------------------

@@ -223,12 +223,16 @@ def finish(
     plain: dict[int, Success] = {}
     rest: list[Success | Failure] = []
     for result in results:
-        if isinstance(result, Success) and result.attempt is None and result.job_id not in plain:
+        if isinstance(result, Success) and result.job_id not in plain:
             plain[result.job_id] = result
         else:
             rest.append(result)
     if plain:
-        statuses.update(_finish_answered(session, list(plain.values()), now=now))
+        for job_id, status in _finish_answered(session, list(plain.values()), now=now).items():
+            if status is None and plain[job_id].attempt is not None:
+                rest.append(plain[job_id])  # its lease is gone, but it may be late, not lost
+            else:
+                statuses[job_id] = status
     for result in rest:
         owned: ColumnElement[bool] = and_(
             Job.id == result.job_id,
