@@ -149,6 +149,8 @@ class Sampler(threading.Thread):
             "running_mean": round(statistics.fmean(x["vllm:num_requests_running"] for x in s), 1),
             "waiting_max": max(x["vllm:num_requests_waiting"] for x in s),
             "kv_cache_max": round(max(x["vllm:kv_cache_usage_perc"] for x in s), 3),
+            # Every 0.25 s: where a phase keeps fewer requests in flight (its start, its tail).
+            "running_series": [int(x["vllm:num_requests_running"]) for x in s],
         }
 
 
