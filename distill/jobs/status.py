@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, Select, TextClause, and_, func, literal_column, select, text
 from sqlalchemy.orm import Session
 
 from distill.choices import OptionOrder
@@ -39,7 +39,7 @@ def collect(
         jobs[status.value] = count
 
     outcomes = dict.fromkeys((o.value for o in Outcome), 0)
-    for outcome, count in session.execute(_outcome_counts(run_id)):
+    for outcome, count in session.execute(_outcome_counts(session, run_id)):
         outcomes[outcome.value] = count
     graded = sum(outcomes.values())
     remaining = jobs["queued"] + jobs["running"]
@@ -77,16 +77,38 @@ def collect(
     )
 
 
-def _outcome_counts(run_id: int | None) -> Select[Outcome, int]:
+def generation_of_job(session: Session) -> ColumnElement[bool]:
+    """The join of a job to its generation, for aggregates over many generations.
+
+    They must read ix_generations_job_id_outcome_tokens (migration 0005), not the rows: a
+    generation's row holds its chain, and on SQLite reaching the columns after it means walking
+    the chain's overflow pages (0.3-0.7 s per 100,000 generations instead of ~0.05 s). SQLite's
+    planner finds that index by itself in neither state a database can be in: without
+    statistics it looks each generation up through the unique index on job_id and reads the
+    row; after `ANALYZE` it scans ix_generations_outcome and reads every row. The extra term,
+    true of every row (outcome is never NULL), lets the lookup use the index's second column,
+    and on SQLite `likelihood(…, 0.9999)` tells the planner it selects nothing, so that it keeps
+    the jobs outside and the index inside in both states. PostgreSQL plans it from its
+    statistics either way."""
+    if session.get_bind().dialect.name == "sqlite":
+        # As SQL text: SQLAlchemy would compare a boolean function to 1, which hides the term
+        # from the planner, and likelihood()'s probability must be a literal.
+        every: ColumnElement[bool] | TextClause = text(
+            "likelihood(generations.outcome >= '', 0.9999)"
+        )
+    else:
+        every = Generation.outcome >= literal_column("''")
+    return and_(Generation.job_id == Job.id, every)
+
+
+def _outcome_counts(session: Session, run_id: int | None) -> Select[Outcome, int]:
     """Generations by outcome. Every generation has its job (job_id is a non-null foreign key),
     so the whole queue's counts need no join: they scan ix_generations_outcome alone. A run's
-    join its jobs (ix_jobs_run_id_status); PostgreSQL then reads outcomes from
-    ix_generations_job_id_outcome_tokens without the rows, while SQLite's planner prefers the
-    unique index on job_id and reads the run's generation rows."""
+    join its jobs (ix_jobs_run_id_status), then read the covering index (generation_of_job)."""
     query = select(Generation.outcome, func.count()).group_by(Generation.outcome)
     if run_id is None:
         return query
-    return query.join(Job, Job.id == Generation.job_id).where(Job.run_id == run_id)
+    return query.join(Job, generation_of_job(session)).where(Job.run_id == run_id)
 
 
 def _stale_leases(session: Session, where: list[ColumnElement[bool]]) -> int:
@@ -146,7 +168,7 @@ def _finished(
             func.min(Job.started_at),
             func.max(Job.finished_at),
         )
-        .join(Generation, Generation.job_id == Job.id)
+        .join(Generation, generation_of_job(session))
         .where(*where)
     ).one()
     return int(count), int(tokens or 0), first, last

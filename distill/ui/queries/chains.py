@@ -15,9 +15,9 @@ from sqlalchemy import ColumnElement, Float, Select, case, cast, func, or_, sele
 from sqlalchemy.orm import Session
 
 from distill.choices import gold_letter
+from distill.jobs.status import generation_of_job
 from distill.models import Generation, Job, Outcome, Question
 from distill.ui.forms import Blank
-from distill.ui.queries.joins import generation_of_job
 
 PER_PAGE = 50
 PREVIEW_CHARS = 160
@@ -96,7 +96,7 @@ class ChainPage:
         return None if self.total is None else max(1, -(-self.total // self.per_page))
 
 
-def difficulty_by_question(*, run_id: int | None) -> Any:
+def difficulty_by_question(session: Session, *, run_id: int | None) -> Any:
     """Per question: 1 - (correct / finished samples), as a subquery (qid, difficulty)."""
     correct = func.sum(case((Generation.outcome == Outcome.correct, 1.0), else_=0.0))
     stmt = (
@@ -105,7 +105,7 @@ def difficulty_by_question(*, run_id: int | None) -> Any:
             (1.0 - cast(correct, Float) / func.count()).label("difficulty"),
         )
         .select_from(Job)
-        .join(Generation, generation_of_job())
+        .join(Generation, generation_of_job(session))
         .group_by(Job.question_id)
     )
     if run_id is not None:
@@ -175,7 +175,7 @@ def _filtered(
         stmt = stmt.join(Question, Question.id == Job.question_id)
     difficulty = None
     if filters.needs_difficulty:
-        difficulty = difficulty_by_question(run_id=filters.run)
+        difficulty = difficulty_by_question(session, run_id=filters.run)
         stmt = stmt.join(difficulty, difficulty.c.qid == Job.question_id)
         if filters.dmin is not None:
             stmt = stmt.where(difficulty.c.difficulty >= filters.dmin - 1e-9)

@@ -11,9 +11,9 @@ from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session
 
 from distill.jobs import status
+from distill.jobs.status import generation_of_job
 from distill.models import Generation, Job, JobStatus, Outcome, Question, Run
 from distill.ui.cache import Memo
-from distill.ui.queries.joins import generation_of_job
 from distill.ui.queries.timeseries import floor_int, seconds_since
 from schemas.status import StatusReport
 
@@ -119,7 +119,7 @@ def _outcomes_by_run(session: Session, run_ids: list[int]) -> dict[int, dict[str
         return outcomes
     for run_id, outcome, n in session.execute(
         select(Job.run_id, Generation.outcome, func.count())
-        .join(Generation, generation_of_job())
+        .join(Generation, generation_of_job(session))
         .where(Job.run_id.in_(run_ids))
         .group_by(Job.run_id, Generation.outcome)
     ):
@@ -215,7 +215,7 @@ def subjects(session: Session, *, run_id: int) -> list[SubjectRow]:
     for subject, outcome, n in session.execute(
         select(Question.subject, Generation.outcome, func.count())
         .select_from(Job)
-        .join(Generation, generation_of_job())
+        .join(Generation, generation_of_job(session))
         .join(Question, Question.id == Job.question_id)
         .where(Job.run_id == run_id)
         .group_by(Question.subject, Generation.outcome)
@@ -249,7 +249,7 @@ def lengths_and_throughput(
     for length_index, time_index, n, tokens in session.execute(
         select(length_bin, time_bin, func.count(), func.sum(Generation.completion_tokens))
         .select_from(Job)
-        .join(Generation, generation_of_job())
+        .join(Generation, generation_of_job(session))
         .where(Job.run_id == run_id)
         .group_by(length_bin, time_bin)
     ):
