@@ -130,26 +130,28 @@ def test_no_revision_imports_the_models() -> None:
         assert "distill.models" not in revision.read_text(encoding="utf-8"), revision.name
 
 
+def _indexes(engine: Engine) -> dict[str, list[str | None]]:
+    """The indexes of the tables the queries read: name -> columns."""
+    found = {}
+    for table in ("questions", "jobs", "generations"):
+        for index in inspect(engine).get_indexes(table):
+            found[str(index["name"])] = list(index["column_names"])
+    return found
+
+
 def test_status_indexes_come_with_0005_and_go_with_its_downgrade(settings: Settings) -> None:
     """What `distill status` reads on a million jobs instead of whole tables (docs/benchmarks.md,
     "Status at scale")."""
     cfg = alembic_config(settings.database_url)
     engine = get_engine(settings.database_url)
 
-    def indexes() -> dict[str, list[str | None]]:
-        found = {}
-        for table in ("questions", "jobs", "generations"):
-            for index in inspect(engine).get_indexes(table):
-                found[str(index["name"])] = list(index["column_names"])
-        return found
-
-    assert indexes()["ix_questions_option_order"] == ["option_order"]
-    assert indexes()["ix_generations_job_id_outcome_tokens"] == [
+    assert _indexes(engine)["ix_questions_option_order"] == ["option_order"]
+    assert _indexes(engine)["ix_generations_job_id_outcome_tokens"] == [
         "job_id",
         "outcome",
         "completion_tokens",
     ]
-    assert indexes()["ix_jobs_status_teacher_model_prompt_version"] == [
+    assert _indexes(engine)["ix_jobs_status_teacher_model_prompt_version"] == [
         "status",
         "teacher_model",
         "prompt_version",
@@ -160,18 +162,13 @@ def test_status_indexes_come_with_0005_and_go_with_its_downgrade(settings: Setti
         "ix_generations_job_id_outcome_tokens",
     }
     command.downgrade(cfg, "0004")
-    assert not new & set(indexes())
+    assert not new & set(_indexes(engine))
     command.upgrade(cfg, "head")
-    assert new <= set(indexes())
+    assert new <= set(_indexes(engine))
 
 
 def _trigram_indexes(engine: Engine) -> set[str]:
-    found = set()
-    for table in ("questions", "generations"):
-        for index in inspect(engine).get_indexes(table):
-            if str(index["name"]).endswith("_trgm"):
-                found.add(str(index["name"]))
-    return found
+    return {name for name in _indexes(engine) if name.endswith("_trgm")}
 
 
 def test_search_indexes_come_with_0006_on_postgresql_only(settings: Settings) -> None:
