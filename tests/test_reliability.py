@@ -146,6 +146,27 @@ def test_a_lease_taken_over_after_it_ran_out_counts_as_lost(engine: Engine) -> N
     assert (again[fine].lost_leases, again[fine].attempts) == (0, 2)
 
 
+def test_a_pass_told_not_to_expire_leaves_expired_leases_alone(
+    engine: Engine, broker: redis.Redis
+) -> None:
+    """What a worker's reconciler does just after a database outage (Runner._may_expire)."""
+    add_questions(engine, 2)
+    ids = enqueue(engine, 2).job_ids
+    _claim(engine, ids)
+    _expire(engine, *ids)
+    passes = [
+        reconcile.reconcile(
+            engine,
+            broker_url=_url(broker),
+            max_attempts=3,
+            lease_seconds=60,
+            expire=expire,
+        )
+        for expire in (False, True)
+    ]
+    assert (passes[0].requeued, passes[1].requeued) == (0, 2)
+
+
 def test_reconcilers_running_at_once_requeue_each_job_once(engine: Engine) -> None:
     add_questions(engine, 40)
     ids = enqueue(engine, 40).job_ids
@@ -304,7 +325,7 @@ def test_results_wait_for_the_database_then_are_stored(
     (job_id,) = enqueue(engine, 1).job_ids
     c = _claim(engine, [job_id]).claimed[0]
     real = results.finish
-    outages = iter([True, True, False])
+    outages = iter([True] * 6 + [False])
 
     def flaky(*a: Any, **k: Any) -> Any:
         if next(outages):
@@ -320,7 +341,8 @@ def test_results_wait_for_the_database_then_are_stored(
         patience=60,
         sleep=slept.append,
     )
-    assert statuses == {job_id: JobStatus.done} and slept == [0.5, 1.0]
+    # Doubling, capped low so that answers are stored within seconds of the database's return.
+    assert statuses == {job_id: JobStatus.done} and slept == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
 
 
 def test_results_give_up_after_the_patience(

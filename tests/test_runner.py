@@ -316,3 +316,54 @@ def test_a_job_that_lost_its_worker_twice_is_asked_alone(make_runner, engine: En
             assert (job.status, job.attempts) == (JobStatus.queued, 0)  # uncharged
     # The rest are taken again afterwards, side by side as usual.
     assert {o.action for o in _run_all(runner, handed_back)} <= {"done"}
+
+
+def test_answers_that_wait_out_a_database_outage_keep_their_leases(
+    make_runner, engine: Engine, broker: object
+) -> None:  # type: ignore[no-untyped-def]
+    """Every write refused for twice a lease while the answers arrive: the leases run out, as
+    nobody can renew them. When the database is back, the worker renews the leases of the
+    answers it kept, its reconciler leaves them alone meanwhile, and every answer is stored on
+    its first claim: none taken for lost (requeued), none asked again."""
+    import os
+    import threading
+    import time
+
+    from sqlalchemy import event
+    from sqlalchemy import exc as sa_exc
+
+    add_questions(engine, 6)
+    ids = enqueue(engine, 6).job_ids
+    down = threading.Event()
+
+    def refuse(*args: object) -> None:
+        if down.is_set():
+            raise sa_exc.OperationalError("UPDATE", {}, Exception("database is read-only"))
+
+    event.listen(engine, "before_cursor_execute", refuse)
+    try:
+        teacher = FakeTeacher(lambda p, m: answer("A"), delay=0.3)
+        runner = make_runner(
+            teacher,
+            lease_seconds=2.0,
+            heartbeat_seconds=0.5,
+            reconcile_seconds=0.3,
+            broker_url=os.environ["DISTILL_BROKER_URL"],
+        )
+        futures = [runner.submit(i) for i in ids]
+        deadline = time.monotonic() + 10
+        while len(teacher.calls) < len(ids) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(teacher.calls) == len(ids)
+        down.set()  # the answers arrive 0.3 s into the outage
+        time.sleep(4.0)
+        down.clear()
+        outcomes = [f.result(timeout=30) for f in futures]
+    finally:
+        down.clear()
+        event.remove(engine, "before_cursor_execute", refuse)
+    assert {o.action for o in outcomes} == {"done"}
+    assert len(teacher.calls) == len(ids)
+    with session_scope(engine) as s:
+        jobs = s.scalars(select(Job)).all()
+        assert {(j.status, j.attempts, j.lost_leases) for j in jobs} == {(JobStatus.done, 1, 0)}

@@ -6,7 +6,9 @@ Each pass:
 
 1. returns running jobs whose lease expired (their worker died or froze: a live worker renews
    its leases every heartbeat) to `queued`, keeping the attempt the claim counted, or fails them
-   once they used every attempt (a job that kills its worker every time), and re-sends them;
+   once they used every attempt (a job that kills its worker every time), and re-sends them —
+   but not within two heartbeats of a database outage the worker saw, when every lease ran out
+   because nobody could renew it, and its holders have answers waiting to be stored;
 2. when the broker lost its data (distill.jobs.broker), marks every queued job unpublished;
 3. sends queued jobs that are unpublished (an `enqueue` interrupted between its commit and its
    last message, a broker down at the time, jobs held back by back-pressure, the broker's
@@ -187,10 +189,15 @@ def reconcile(
     lease_seconds: float,
     per_message: int = JOBS_PER_MESSAGE,
     backlog: int | None = None,
+    expire: bool = True,
 ) -> Reconciled:
-    """One pass (see the module docstring)."""
-    with session_scope(engine) as session:
-        requeued, failed = expire_leases(session, max_attempts=max_attempts)
+    """One pass (see the module docstring); `expire=False` leaves expired leases alone (a
+    worker just after a database outage: distill.jobs.runner.Runner._may_expire)."""
+    requeued: list[int] = []
+    failed = 0
+    if expire:
+        with session_scope(engine) as session:
+            requeued, failed = expire_leases(session, max_attempts=max_attempts)
     lost = broker.lost_messages(broker_url)
     if lost:
         with session_scope(engine) as session:

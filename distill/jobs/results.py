@@ -2,10 +2,12 @@
 
 A batch of results is written in one transaction. When the database is unreachable, failing
 over or refusing writes, the batch is tried again with backoff for up to DISTILL_WRITE_PATIENCE
-(the worker's heartbeat keeps the leases alive meanwhile, and a result whose lease expired is
-still accepted while nobody re-claimed the job: distill.jobs.lease.finish). When one row cannot
-be stored at all (a value the backend refuses), the batch is written row by row, so that row
-alone becomes a retryable failure with the reason and the rest are kept."""
+(the leases run out meanwhile, as nobody can renew them; when the database is back, the worker's
+heartbeat renews the leases of the answers waiting too, and reconcilers leave leases alone for
+two heartbeats after an outage, so the answers are not taken for lost. A result whose lease was
+taken back anyway is still accepted while nobody re-claimed the job: distill.jobs.lease.finish).
+When one row cannot be stored at all (a value the backend refuses), the batch is written row by
+row, so that row alone becomes a retryable failure with the reason and the rest are kept."""
 
 from __future__ import annotations
 
@@ -69,7 +71,8 @@ def store(
                 delay,
             )
             sleep(delay)
-            delay = min(delay * 2, 30.0)
+            # Capped low: once the database is back, the answers are stored within seconds.
+            delay = min(delay * 2, 5.0)
 
 
 def _write(engine: Engine, results: Sequence[Result], *, max_attempts: int) -> Statuses:

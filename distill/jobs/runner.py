@@ -98,7 +98,12 @@ class Runner:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self._tally: Counter[str] = Counter()
         self._active: dict[int, tuple[ClaimedJob, asyncio.Task[None]]] = {}
-        self._unwritten = 0  # outcomes put in the outbox and not yet stored
+        # Outcomes put in the outbox and not yet stored: job id -> lease token. The heartbeat
+        # renews these leases too, so that answers waiting out a database outage are not taken
+        # for lost when the database comes back (distill.jobs.results).
+        self._unwritten: dict[int, str] = {}
+        # Loop time of the last database call of the upkeep that failed (see _may_expire).
+        self._db_failed_at: float | None = None
         self._claiming = False
         self._draining = False
         self._loop = asyncio.new_event_loop()
@@ -269,7 +274,7 @@ class Runner:
             outcome = Failure(job.job_id, job.lease_token, STOPPING, True, charge=False)
         finally:
             self._active.pop(job.job_id, None)
-        self._unwritten += 1
+        self._unwritten[job.job_id] = job.lease_token
         await self._outbox.put((outcome, futures, job.attempts))
 
     async def _ask_alone(self, job: ClaimedJob) -> Success | Failure:
@@ -355,7 +360,7 @@ class Runner:
                 await asyncio.to_thread(self._release, results)
                 for result, futures, _ in batch:
                     _resolve(futures, JobOutcome(result.job_id, "requeue", 5.0, str(exc)))
-                self._unwritten -= len(batch)
+                    self._unwritten.pop(result.job_id, None)
                 continue
             for result, futures, attempts in batch:
                 outcome = self._outcome(result, statuses.get(result.job_id), attempts)
@@ -363,7 +368,7 @@ class Runner:
                 if isinstance(result, Success) and outcome.action == "done":
                     self._tally["tokens"] += result.generation.get("completion_tokens") or 0
                 _resolve(futures, outcome)
-            self._unwritten -= len(batch)
+                self._unwritten.pop(result.job_id, None)
 
     @staticmethod
     def _outcome(result: Success | Failure, status: JobStatus | None, attempts: int) -> JobOutcome:
@@ -393,15 +398,19 @@ class Runner:
     # -- upkeep -----------------------------------------------------------------------------
     async def _heartbeat(self) -> None:
         while True:
+            # Taken on the loop, which owns these dicts, not in the thread the beat runs in.
+            tokens = [job.lease_token for job, _ in self._active.values()]
+            tokens += self._unwritten.values()
             try:
-                await asyncio.to_thread(self._beat)
+                await asyncio.to_thread(self._beat, tokens, len(self._active))
             except Exception as exc:
+                if is_transient(exc):
+                    self._db_failed_at = self._loop.time()
                 level = logging.WARNING if is_transient(exc) else logging.ERROR
                 log.log(level, "heartbeat failed: %s", type(exc).__name__, exc_info=True)
             await asyncio.sleep(self._settings.heartbeat)
 
-    def _beat(self) -> None:
-        tokens = [job.lease_token for job, _ in list(self._active.values())]
+    def _beat(self, tokens: Sequence[str], in_flight: int) -> None:
         with session_scope(self._engine) as session:
             renew(session, tokens, lease_seconds=self._settings.lease)
             workers.beat(
@@ -409,7 +418,7 @@ class Runner:
                 name=self.name,
                 teacher_model=self._settings.teacher_model,
                 concurrency=self._settings.concurrency,
-                in_flight=len(tokens),
+                in_flight=in_flight,
                 paused_since=self._gate.paused_since,
                 pause_reason=self._gate.reason,
             )
@@ -417,6 +426,15 @@ class Runner:
     def _stopped(self) -> None:
         with session_scope(self._engine) as session:
             workers.stopped(session, name=self.name)
+
+    def _may_expire(self) -> bool:
+        """Whether this worker's reconciler may judge leases now. Just after a database outage
+        it may not: the outage stopped every worker's renewals, not only dead workers', so a
+        lease that ran out meanwhile says nothing until its holder has had a heartbeat to renew
+        it. The last failed call was at most a heartbeat before the database came back, and
+        every live worker beats within a heartbeat of that: two heartbeats cover both."""
+        failed = self._db_failed_at
+        return failed is None or self._loop.time() - failed >= 2 * self._settings.heartbeat
 
     async def _reconciler(self) -> None:
         while True:
@@ -430,8 +448,11 @@ class Runner:
                     lease_seconds=self._settings.lease,
                     per_message=self._settings.jobs_per_message,
                     backlog=self._settings.broker_backlog,
+                    expire=self._may_expire(),
                 )
             except Exception as exc:
+                if is_transient(exc):
+                    self._db_failed_at = self._loop.time()
                 log.warning("reconciling failed: %s", type(exc).__name__, exc_info=True)
 
     async def _summaries(self) -> None:
