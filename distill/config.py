@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     # Teacher requests one worker keeps in flight.
     concurrency: int = Field(64, ge=1)
     # Job ids per broker message. Celery's cost is per message, so fewer, larger messages cost
-    # the worker and the broker less per job; a worker holds about twice its concurrency in
+    # the worker and the broker less per job; a worker holds about four times its concurrency in
     # jobs (workers.main), so a much larger value leaves less for other workers on a short run.
     jobs_per_message: int = Field(16, ge=1, le=1000)
     # Jobs waiting in a broker queue at most. `enqueue` sends this many and leaves the rest in

@@ -117,9 +117,9 @@ def test_a_broker_that_lost_more_than_a_batch_gets_every_job_back(
 
 @pytest.mark.parametrize(
     ("concurrency", "per_message", "threads"),
-    [(64, 16, 8), (1024, 16, 128), (1, 16, 2), (5, 1, 10)],
+    [(64, 16, 16), (1024, 16, 256), (1, 16, 2), (5, 1, 20)],
 )
-def test_a_worker_holds_messages_for_twice_its_requests_in_flight(
+def test_a_worker_holds_messages_for_four_times_its_requests_in_flight(
     concurrency: int, per_message: int, threads: int
 ) -> None:
     settings = Settings(concurrency=concurrency, jobs_per_message=per_message)

@@ -84,11 +84,14 @@ def _configure_logging(loglevel: str) -> None:
 
 
 def message_threads(settings: Settings) -> int:
-    """Celery's pool threads, one per message held (prefetch 1): enough messages for twice the
-    requests in flight. A message is acked when its last job is stored, so a message whose
-    other jobs are done waits for its slowest; the spare half keeps the requests in flight
-    while it does. The runner, not the threads, bounds what is in flight (DISTILL_CONCURRENCY)."""
-    return max(2, -(-2 * settings.concurrency // settings.jobs_per_message))
+    """Celery's pool threads, one per message held (prefetch 1): enough messages for four times
+    the requests in flight. A message is acked when its last job is stored, so a message whose
+    other jobs are done waits for its slowest, and the next message reaches a freed thread only
+    on the Celery consumer's next poll of the broker (up to about a second): with twice the
+    requests in flight, real vLLM sat idle between waves (docs/benchmarks.md, runs F, G). The
+    runner, not the threads, bounds what is in flight (DISTILL_CONCURRENCY); jobs claimed
+    beyond it wait, their leases renewed by the heartbeat."""
+    return max(2, -(-4 * settings.concurrency // settings.jobs_per_message))
 
 
 def run(settings: Settings, *, loglevel: str = "INFO", hostname: str | None = None) -> None:
