@@ -264,6 +264,33 @@ async def test_dropped_connection_is_retried(server: FakeOpenAIServer) -> None:
     assert server.calls == 2
 
 
+async def test_a_reused_connection_the_server_closed_is_sent_again_at_once(
+    server: FakeOpenAIServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server closes a kept-alive connection as the next request goes out on it (its
+    keep-alive ran out): the request is sent again on a new connection at once, neither a
+    failed try nor a backoff. A new connection dropped is a failure (the test above)."""
+    server.script(Reply(CLOSED), Disconnect(), Reply(CLOSED))
+    with caplog.at_level(logging.WARNING, logger="distill.teacher"):
+        async with make_teacher(server.url) as teacher:
+            first = await teacher.complete(teacher.request(MESSAGES, max_tokens=64))
+            again = await teacher.complete(teacher.request(MESSAGES, max_tokens=64))
+    assert (first.text, again.text, server.calls) == (CLOSED, CLOSED, 3)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_a_server_that_drops_every_reused_connection_still_fails_its_tries(
+    server: FakeOpenAIServer,
+) -> None:
+    server.script(Reply(CLOSED), *[Disconnect()] * 10)
+    async with make_teacher(server.url) as teacher:
+        await teacher.complete(teacher.request(MESSAGES, max_tokens=64))
+        with pytest.raises(TeacherError, match="after 3 tries"):
+            await teacher.complete(teacher.request(MESSAGES, max_tokens=64))
+    # One try sent again at once (its connection was reused), the others on new connections.
+    assert server.calls == 1 + RETRIES + 1
+
+
 async def test_400_fails_at_once_with_the_server_message() -> None:
     # The real trigger: the fake enforces a context length like vLLM does.
     with FakeOpenAIServer(model=MODEL, max_model_len=100) as server:

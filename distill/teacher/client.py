@@ -40,6 +40,11 @@ from schemas.teacher import TeacherRequest, TeacherResult
 logger = logging.getLogger(__name__)
 
 _ERROR_TEXT_LIMIT = 500
+# Pooled connections idle longer than this are not reused. Under a server's own keep-alive
+# timeout (uvicorn's, in front of vLLM, is 5 s): a connection the server closes as a request is
+# sent on it fails that request. Between a run's waves, or between runs, connections sit idle
+# that long, and then every request of the next wave failed once and waited out a backoff.
+KEEPALIVE_SECONDS = 4.0
 
 
 class Teacher(Protocol):
@@ -189,8 +194,11 @@ class OpenAITeacher:
             self._session = aiohttp.ClientSession(
                 headers=self._headers,
                 connector=aiohttp.TCPConnector(
-                    limit=self._max_connections, limit_per_host=self._max_connections
+                    limit=self._max_connections,
+                    limit_per_host=self._max_connections,
+                    keepalive_timeout=KEEPALIVE_SECONDS,
                 ),
+                trace_configs=[_reuse_trace()],
                 # asyncio.timeout in _send bounds the whole exchange; aiohttp's own default
                 # (5 minutes in total) would cut long chains short.
                 timeout=aiohttp.ClientTimeout(total=None),
@@ -347,18 +355,17 @@ class OpenAITeacher:
         """One HTTP exchange; every failure becomes a TeacherError that says whether to retry."""
         try:
             async with self._slots:
-                started = time.perf_counter()
-                # This bounds the whole exchange, the body's last byte included.
-                async with asyncio.timeout(self.timeout):
-                    async with self._client().request(method, url, json=json) as raw:
-                        content = await raw.read()
-                response = _Response(
-                    raw.status,
-                    raw.reason or "",
-                    raw.headers,
-                    content,
-                    time.perf_counter() - started,
-                )
+                reused: dict[str, bool] = {}
+                try:
+                    response = await self._exchange(method, url, json, reused)
+                except aiohttp.ServerDisconnectedError:
+                    if not reused:
+                        raise
+                    # A pooled connection the server had just closed (its keep-alive ran out
+                    # as the request went out): not a failure of the server, so sent again at
+                    # once on a new connection, without a try or a backoff.
+                    logger.debug("%s %s: a reused connection was closed; sent again", method, url)
+                    response = await self._exchange(method, url, json, {})
         except TimeoutError:  # aiohttp's own timeouts are TimeoutErrors too
             raise TeacherError(
                 f"no response from {redact.url(url)} within {self.timeout:g}s", retryable=True
@@ -390,6 +397,21 @@ class OpenAITeacher:
             )
         raise TeacherError(message, retryable=False, status=status)
 
+    async def _exchange(
+        self, method: str, url: str, json: Any, reused: dict[str, bool]
+    ) -> _Response:
+        """One request and its whole body; `reused` is marked when it went out on a pooled
+        connection."""
+        started = time.perf_counter()
+        # This bounds the whole exchange, the body's last byte included.
+        async with asyncio.timeout(self.timeout):
+            request = self._client().request(method, url, json=json, trace_request_ctx=reused)
+            async with request as raw:
+                content = await raw.read()
+        return _Response(
+            raw.status, raw.reason or "", raw.headers, content, time.perf_counter() - started
+        )
+
     def _wait(self, state: RetryCallState) -> float:
         delay = self._backoff(state)
         exc = state.outcome.exception() if state.outcome else None
@@ -408,6 +430,20 @@ class OpenAITeacher:
             self.retries,
             sleep,
         )
+
+
+def _reuse_trace() -> aiohttp.TraceConfig:
+    """Marks a request's `trace_request_ctx` (a dict) when it is sent on a reused connection."""
+
+    async def reused(
+        session: aiohttp.ClientSession, context: Any, params: aiohttp.TraceConnectionReuseconnParams
+    ) -> None:
+        if isinstance(context.trace_request_ctx, dict):
+            context.trace_request_ctx["reused"] = True
+
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_reuseconn.append(reused)
+    return trace
 
 
 def _is_retryable(exc: BaseException) -> bool:
