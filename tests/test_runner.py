@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import re
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select
+from sqlalchemy import exc as sa_exc
 
 from distill.config import Settings
 from distill.db import session_scope
@@ -210,9 +214,6 @@ def test_aborted_every_time_fails_after_the_attempts_cap(make_runner, engine: En
 
 
 def test_a_teacher_outage_pauses_the_worker_and_charges_no_job(make_runner, engine: Engine) -> None:  # type: ignore[no-untyped-def]
-    import threading
-    import time
-
     from distill.jobs.status import collect
 
     add_questions(engine, 6)
@@ -255,8 +256,6 @@ def test_a_teacher_outage_pauses_the_worker_and_charges_no_job(make_runner, engi
 def test_stopping_hands_back_what_does_not_finish_within_the_grace(
     make_runner, engine: Engine
 ) -> None:  # type: ignore[no-untyped-def]
-    import time
-
     add_questions(engine, 3)
     ids = enqueue(engine, 3).job_ids
     teacher = FakeTeacher(lambda p, m: answer("A"), delay=30.0)
@@ -325,13 +324,6 @@ def test_answers_that_wait_out_a_database_outage_keep_their_leases(
     nobody can renew them. When the database is back, the worker renews the leases of the
     answers it kept, its reconciler leaves them alone meanwhile, and every answer is stored on
     its first claim: none taken for lost (requeued), none asked again."""
-    import os
-    import threading
-    import time
-
-    from sqlalchemy import event
-    from sqlalchemy import exc as sa_exc
-
     add_questions(engine, 6)
     ids = enqueue(engine, 6).job_ids
     down = threading.Event()
