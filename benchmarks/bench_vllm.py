@@ -843,7 +843,12 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--profile", type=Path, help="py-spy the first worker (raw stacks into DIR)")
     p.add_argument("--quick", action="store_true", help="16 jobs per phase, 2 rounds, 4 naive")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, help="work directory (default: a temporary one)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="work directory, kept: the worker's and the server's logs, the database "
+        "(default: a temporary one, removed after a run that succeeds)",
+    )
     p.add_argument("--json", type=Path, help="write the result here")
     return p
 
@@ -875,7 +880,13 @@ def main() -> None:
     cfg = config(args)
     work = args.out or Path(tempfile.mkdtemp(prefix="bench-vllm-"))
     work.mkdir(parents=True, exist_ok=True)
-    result = serve_and_run(cfg, work)
+    try:
+        result = serve_and_run(cfg, work)
+    except BaseException:
+        print(f"the run's logs and database are kept in {work}", file=sys.stderr)
+        raise
+    if args.out is None:
+        shutil.rmtree(work, ignore_errors=True)  # --out keeps them
     print(report(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
