@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -109,6 +110,47 @@ def test_enqueue_publishes_the_jobs_after_commit_a_chunk_to_a_message(
     assert len(bodies) == 1  # 8 jobs, up to 16 to a message
     more = runner.invoke(app, ["enqueue", "--n", "100"])
     assert "only 6 unasked question(s) left" in more.output
+
+
+_PUBLISH_PROBE = """
+import sys
+import distill.jobs.publish as publish
+
+real = publish.commit_and_publish
+
+def spy(*args, **kwargs):
+    display = ("rich", "distill.cli.progress", "distill.jobs.status")
+    print("LOADED", [name for name in display if name in sys.modules], file=sys.stderr)
+    return real(*args, **kwargs)
+
+publish.commit_and_publish = spy
+from distill.cli import main
+
+sys.argv = ["distill", "enqueue", "--n", "2", "--json"]
+main()
+"""
+
+
+def test_enqueue_reaches_the_broker_before_loading_the_status_display(
+    settings: Settings, engine: Engine, broker: redis.Redis
+) -> None:
+    """The workers wait on `enqueue`'s start-up before the first claim (docs/benchmarks.md,
+    run J): the progress display (rich, the status queries) loads only for --wait, never on
+    the way to the first message, warnings or not."""
+    add_questions(engine, 3)
+    env = {k: v for k, v in os.environ.items() if k.startswith(("DISTILL_", "PATH"))}
+    result = subprocess.run(
+        [sys.executable, "-c", _PUBLISH_PROBE],
+        capture_output=True,
+        text=True,
+        env={**env, "DISTILL_TEACHER_URL": "http://127.0.0.1:9/v1"},  # nothing answers
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["jobs"] == 2
+    assert "LOADED []" in result.stderr.splitlines()
+    assert "warning: teacher not reachable" in result.stderr  # the budget went unchecked
+    assert len(queued_job_ids(broker, TEACHER_QUEUE)) == 2
 
 
 def test_status_json_counts(settings: Settings, engine: Engine) -> None:

@@ -64,7 +64,6 @@ def enqueue(
 
     Example: distill enqueue --n 3000 --samples 4 --wait
     """
-    from distill.cli.progress import print_warnings, wait_for
     from distill.config import get_settings
     from distill.db import session_scope
     from distill.jobs import enqueue as enqueue_mod
@@ -86,13 +85,10 @@ def enqueue(
             shuffle=shuffle,
         )
         # Before anything is written: a budget the teacher cannot serve makes no run.
-        print_warnings(
-            check_enqueue_budget(
-                settings,
-                max_tokens=selection.max_tokens,
-                longest_prompt=selection.longest_prompt,
-            )
-        )
+        for warning in check_enqueue_budget(
+            settings, max_tokens=selection.max_tokens, longest_prompt=selection.longest_prompt
+        ):
+            typer.echo(f"warning: {warning}", err=True)
         plan = enqueue_mod.insert_run(session, selection)
         try:
             published = publish.commit_and_publish(
@@ -126,6 +122,8 @@ def enqueue(
                 f"{settings.broker_backlog} waiting: DISTILL_BROKER_BACKLOG)"
             )
     if wait:
+        from distill.cli.progress import wait_for
+
         wait_for(plan.run_id)
 
 

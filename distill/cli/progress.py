@@ -4,7 +4,6 @@ of `enqueue --wait`. Both read distill.jobs.status.collect, so they show the sam
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import typer
@@ -19,11 +18,6 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
 
 err = Console(stderr=True)
-
-
-def print_warnings(warnings: Iterable[str]) -> None:
-    for warning in warnings:
-        err.print(f"warning: {warning}", highlight=False, soft_wrap=True)
 
 
 def snapshot(*, run_id: int | None, window_s: float = 300.0) -> StatusReport:
