@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import json
 import logging
 import socket
 import subprocess
@@ -10,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -101,6 +104,95 @@ async def test_credentials_in_the_url_are_sent_as_basic_auth_and_never_logged(
     async with make_teacher(url, api_key="sk-test") as teacher:  # a key wins over the URL's
         await teacher.complete(teacher.request(MESSAGES, max_tokens=8))
     assert server.headers[1]["Authorization"] == "Bearer sk-test"
+
+
+async def test_netrc_credentials_are_sent_unless_a_key_is_set(
+    server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """$NETRC (or ~/.netrc) for the teacher's host, as curl reads it. A key wins; the two
+    together were a ValueError from aiohttp on every request ("Cannot combine AUTHORIZATION
+    header with AUTH argument")."""
+    import base64
+
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login lab password s3cret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    async with make_teacher(server.url) as teacher:
+        await teacher.complete(teacher.request(MESSAGES, max_tokens=8))
+    async with make_teacher(server.url, api_key="sk-test") as teacher:
+        await teacher.complete(teacher.request(MESSAGES, max_tokens=8))
+    expected = "Basic " + base64.b64encode(b"lab:s3cret").decode()
+    assert [h["Authorization"] for h in server.headers] == [expected, "Bearer sk-test"]
+
+
+async def _recording_proxy(lines: list[str]) -> asyncio.Server:
+    """An HTTP proxy that records each request line and answers it with a completion itself."""
+    body = json.dumps(
+        {"model": MODEL, "choices": [{"message": {"content": CLOSED}, "finish_reason": "stop"}]}
+    ).encode()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        lines.append(head[0])
+        length = [int(h.split(":")[1]) for h in head if h.lower().startswith("content-length")]
+        await reader.readexactly(length[0] if length else 0)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+async def test_requests_go_through_the_environment_s_proxy_unless_no_proxy_says_not(
+    server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY and NO_PROXY as curl and httpx read them, read once per client."""
+    lines: list[str] = []
+    proxy = await _recording_proxy(lines)
+    port = proxy.sockets[0].getsockname()[1]
+    for name in ("no_proxy", "NO_PROXY", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    unreachable = f"http://127.0.0.1:{closed_port()}/v1"  # answered by the proxy alone
+    try:
+        async with make_teacher(unreachable) as teacher:
+            result = await teacher.complete(teacher.request(MESSAGES, max_tokens=8))
+        assert result.text == CLOSED
+        assert lines == [f"POST {unreachable}/chat/completions HTTP/1.1"]  # absolute form
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        async with make_teacher(server.url) as teacher:
+            await teacher.complete(teacher.request(MESSAGES, max_tokens=8))
+        assert (len(lines), server.calls) == (1, 1)  # straight to the teacher
+    finally:
+        proxy.close()
+        await proxy.wait_closed()
+
+
+async def test_a_request_takes_no_hop_to_the_thread_pool(server: FakeOpenAIServer) -> None:
+    """The worker's loop shares the default thread pool with its database calls (claims,
+    stores, heartbeats). aiohttp's trust_env sent two lookups per request there (proxies,
+    ~/.netrc), which queued behind those calls and held requests back (docs/benchmarks.md,
+    run K)."""
+    submitted: list[object] = []
+
+    class Counting(concurrent.futures.ThreadPoolExecutor):
+        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            submitted.append(fn)
+            return super().submit(fn, *args, **kwargs)
+
+    loop = asyncio.get_running_loop()
+    pool = Counting(max_workers=2)
+    loop.set_default_executor(pool)
+    async with make_teacher(server.url) as teacher:
+        for _ in range(3):
+            await teacher.complete(teacher.request(MESSAGES, max_tokens=8))
+    assert server.calls == 3
+    assert submitted == []
 
 
 async def test_from_settings_uses_every_teacher_setting(server: FakeOpenAIServer) -> None:

@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 import aiohttp
+from aiohttp.helpers import basicauth_from_netrc, get_env_proxy_for_url, netrc_from_env
 from multidict import CIMultiDictProxy
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tenacity import (
@@ -178,7 +179,8 @@ class OpenAITeacher:
         self.backoff_max = backoff_max
         self.temperature = temperature
         self.top_p = top_p
-        authorization = f"Bearer {api_key}" if api_key else auth
+        # A key wins, then the URL's own credentials, then $NETRC or ~/.netrc, as curl reads it.
+        authorization = f"Bearer {api_key}" if api_key else auth or _netrc_auth(self.base_url)
         self._headers = {"Authorization": authorization} if authorization else {}
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
@@ -191,8 +193,11 @@ class OpenAITeacher:
     def _client(self) -> aiohttp.ClientSession:
         """The session, made on first use: aiohttp binds it to the running loop."""
         if self._session is None:
+            proxy, proxy_auth = _env_proxy(self.base_url)
             self._session = aiohttp.ClientSession(
                 headers=self._headers,
+                proxy=proxy,
+                proxy_auth=proxy_auth,
                 connector=aiohttp.TCPConnector(
                     limit=self._max_connections,
                     limit_per_host=self._max_connections,
@@ -202,8 +207,11 @@ class OpenAITeacher:
                 # asyncio.timeout in _send bounds the whole exchange; aiohttp's own default
                 # (5 minutes in total) would cut long chains short.
                 timeout=aiohttp.ClientTimeout(total=None),
-                # HTTP(S)_PROXY and NO_PROXY from the environment, as curl and httpx read them.
-                trust_env=True,
+                # Not aiohttp's trust_env: it reads the environment's proxies and ~/.netrc again
+                # for every request, each in a hop to the default thread pool, where they
+                # queued behind the worker's database calls (docs/benchmarks.md, run K). The
+                # teacher's URL is fixed, so both are read once, above.
+                trust_env=False,
             )
         return self._session
 
@@ -430,6 +438,25 @@ class OpenAITeacher:
             self.retries,
             sleep,
         )
+
+
+def _env_proxy(url: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:
+    """The proxy for `url` from HTTP_PROXY / HTTPS_PROXY / NO_PROXY (and its credentials from
+    ~/.netrc), as curl and httpx read them: aiohttp's own lookup, done once."""
+    try:
+        return get_env_proxy_for_url(URL(url))
+    except (LookupError, ValueError):  # none for this host, or not a URL (the request says so)
+        return None, None
+
+
+def _netrc_auth(url: str) -> str | None:
+    """A Basic Authorization header for `url`'s host from $NETRC or ~/.netrc, if it has an
+    entry."""
+    try:
+        host = URL(url).host
+        return basicauth_from_netrc(netrc_from_env(), host).encode() if host else None
+    except (LookupError, ValueError):  # no file or no entry; or not a URL
+        return None
 
 
 def _reuse_trace() -> aiohttp.TraceConfig:
