@@ -20,10 +20,8 @@ tree (PYTHONPATH), in the same rounds, for a before/after ratio.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import random
 import resource
 import statistics
 import subprocess
@@ -36,7 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.synthetic import question_row  # noqa: E402
+from benchmarks.bench_queue import questions_file  # noqa: E402
 from benchmarks.teacher import InstantTeacher  # noqa: E402
 from distill.jobs.embedded import EmbeddedBroker  # noqa: E402
 
@@ -57,18 +55,6 @@ COMMANDS: dict[str, list[str]] = {
     ],
     ENQUEUE: [*DISTILL, "enqueue", "--n", "64", "--samples", "4", "--json"],
 }
-
-
-def questions(path: Path, n: int) -> Path:
-    """n MMLU-shaped questions, enough for every enqueue of the rounds (64 each)."""
-    rng = random.Random(0)
-    with path.open("w") as f:
-        for qi in range(n):
-            row = question_row(qi, rng)
-            fields = ("question", "choices", "subject")
-            f.write(json.dumps({**{k: row[k] for k in fields}, "answer": row["answer_index"]}))
-            f.write("\n")
-    return path
 
 
 def main() -> None:
@@ -93,7 +79,7 @@ def main() -> None:
             subprocess.run([*DISTILL, "db", "upgrade"], env=env, cwd=root, check=True,
                            capture_output=True)  # fmt: skip
             if ENQUEUE in commands:  # 64 questions each time, warm-up round included
-                pool = questions(root / "q.jsonl", 64 * trees * (args.rounds + 1))
+                pool = questions_file(root / "q.jsonl", 64 * trees * (args.rounds + 1))
                 subprocess.run([*DISTILL, "import", str(pool)], env=env, cwd=root, check=True,
                                capture_output=True)  # fmt: skip
             times, cpu = measure(commands, env, root, args.baseline, args.rounds)
